@@ -1,0 +1,217 @@
+//! The running bridge: wires the store, the Matrix client, the appservice server, the
+//! inbox worker and the network connector together, and stops them all on one signal.
+
+pub mod ids;
+mod handler;
+
+use std::{path::PathBuf, sync::Arc, time::Duration};
+
+use anyhow::Context as _;
+use ruma::{OwnedServerName, UserId};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    appservice::{inbox::Inbox, server},
+    backoff::Backoff,
+    config::{AppserviceConfig, BridgeConfig, Config, HomeserverConfig, PermissionLevel},
+    matrix::{Intent, MatrixClient},
+    network::{Network, NetworkConnector, NetworkInfo},
+    store::Store,
+};
+use ids::GhostNamer;
+
+/// Everything the parts of a running bridge share. Cheap to clone through `Arc`.
+pub struct Bridge {
+    /// Static facts about the network.
+    pub info: NetworkInfo,
+    /// The `homeserver` config section.
+    pub homeserver: HomeserverConfig,
+    /// The `appservice` config section.
+    pub appservice: AppserviceConfig,
+    /// The `bridge` config section.
+    pub settings: BridgeConfig,
+    /// The database.
+    pub store: Store,
+    /// The Matrix client (bot and ghosts).
+    pub matrix: MatrixClient,
+    /// The network's connector.
+    pub connector: Arc<dyn NetworkConnector>,
+    /// Maps remote user IDs to ghost Matrix IDs.
+    pub ghosts: GhostNamer,
+    /// Cancelled when the bridge shuts down.
+    pub shutdown: CancellationToken,
+    /// When the bridge started, for `ping`.
+    pub started: std::time::Instant,
+}
+
+impl Bridge {
+    /// The bridge bot's Matrix ID.
+    pub fn bot(&self) -> &UserId {
+        self.matrix.bot()
+    }
+
+    /// The bridge bot's intent.
+    pub fn bot_intent(&self) -> Intent {
+        self.matrix.bot_intent()
+    }
+
+    /// Whether `user` is the bot or one of this bridge's ghosts (whose events are echoes).
+    pub fn is_bridge_user(&self, user: &UserId) -> bool {
+        user == self.bot() || self.ghosts.remote_id(user).is_some()
+    }
+
+    /// The permission level of a Matrix user.
+    pub fn permission(&self, user: &UserId) -> PermissionLevel {
+        self.settings.permission_for(user.as_str())
+    }
+}
+
+/// Runs a bridge for network `N` with a loaded config until SIGINT or SIGTERM.
+pub async fn run<N: Network>(config: Config<N::Config>, config_path: PathBuf) -> anyhow::Result<()> {
+    let info = N::info();
+    let shutdown = CancellationToken::new();
+    let Config { homeserver, appservice, database, bridge: settings, network, .. } = config;
+    tracing::info!(network = info.id, config = %config_path.display(), "starting bridge");
+
+    let store = Store::connect(&database.uri)
+        .await
+        .with_context(|| format!("could not open the database at database.uri in {}", config_path.display()))?;
+    store.migrate().await.context("could not migrate the database")?;
+
+    let server_name = OwnedServerName::try_from(homeserver.domain.as_str())
+        .context("homeserver.domain is not a valid server name")?;
+    let matrix = MatrixClient::new(
+        homeserver.address.clone(),
+        server_name,
+        appservice.as_token.clone(),
+        &appservice.bot.username,
+    )
+    .context("could not build the Matrix client")?;
+    let connector = N::connector(network).context("could not start the network connector")?;
+
+    let bind = format!("{}:{}", appservice.hostname, appservice.port);
+    let listener = tokio::net::TcpListener::bind(&bind).await.with_context(|| {
+        format!("could not listen on {bind} (appservice.hostname / appservice.port): is another bridge running?")
+    })?;
+
+    let bridge = Arc::new(Bridge {
+        info,
+        ghosts: GhostNamer::new(&appservice.username_template, &homeserver.domain),
+        homeserver,
+        appservice,
+        settings,
+        store: store.clone(),
+        matrix,
+        connector,
+        shutdown: shutdown.clone(),
+        started: std::time::Instant::now(),
+    });
+
+    let handler = Arc::new(handler::Handler::new(bridge.clone()));
+    let inbox = Inbox::new(store);
+    let state = server::ServerState::new(&bridge.appservice.hs_token, inbox.clone(), handler.clone());
+    let router = server::router(state, bridge.appservice.max_body_bytes);
+    let server_task = tokio::spawn(server::serve(listener, router, shutdown.clone()));
+
+    spawn_signal_handler(shutdown.clone());
+    wait_for_homeserver(&bridge).await?;
+    startup_checks(&bridge).await;
+    let worker = tokio::spawn(inbox.run(handler, shutdown.clone()));
+    tracing::info!(bot = %bridge.bot(), "bridge is running");
+
+    shutdown.cancelled().await;
+    tracing::info!("shutting down");
+    let _ = tokio::time::timeout(Duration::from_secs(10), worker).await;
+    match tokio::time::timeout(Duration::from_secs(10), server_task).await {
+        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "appservice server stopped with an error"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "appservice server task failed"),
+        _ => {}
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn spawn_signal_handler(shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term => {},
+            _ = shutdown.cancelled() => return,
+        }
+        tracing::info!("signal received");
+        shutdown.cancel();
+    });
+}
+
+/// Waits until the homeserver answers, retrying with backoff; gives up on shutdown.
+async fn wait_for_homeserver(bridge: &Bridge) -> anyhow::Result<()> {
+    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+    loop {
+        match bridge.matrix.versions().await {
+            Ok(_) => return Ok(()),
+            Err(e) => {
+                let delay = backoff.next_delay();
+                tracing::warn!(
+                    address = %bridge.homeserver.address,
+                    error = %e,
+                    retry_in = ?delay,
+                    "homeserver not reachable (homeserver.address); retrying"
+                );
+                tokio::select! {
+                    _ = bridge.shutdown.cancelled() => anyhow::bail!("shut down while waiting for the homeserver"),
+                    _ = tokio::time::sleep(delay) => {}
+                }
+            }
+        }
+    }
+}
+
+/// Checks the bridge's registration from both sides and sets the bot's profile.
+/// Problems are logged with what to fix; the bridge keeps running so that it serves
+/// once the operator fixes the homeserver side.
+async fn startup_checks(bridge: &Bridge) {
+    let bot = bridge.bot_intent();
+    match bridge.matrix.whoami().await {
+        Ok(user) if user == bridge.bot() => {}
+        Ok(user) => tracing::error!(
+            expected = %bridge.bot(), got = %user,
+            "the homeserver knows this as_token as another user: check appservice.bot.username and the registration"
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, "the homeserver rejected the as_token: is the registration file loaded by the homeserver (app_service_config_files) and up to date?");
+            return;
+        }
+    }
+    match bridge.matrix.appservice_ping(&bridge.appservice.id, None).await {
+        Ok(rtt) => tracing::info!(round_trip = ?rtt, "homeserver can reach the bridge"),
+        Err(e) => tracing::error!(
+            error = %e,
+            address = %bridge.appservice.address,
+            "the homeserver cannot reach the bridge at appservice.address; events will not arrive until it can"
+        ),
+    }
+    let bot_cfg = &bridge.appservice.bot;
+    if !bot_cfg.displayname.is_empty() {
+        if let Err(e) = bot.set_display_name(&bot_cfg.displayname).await {
+            tracing::warn!(error = %e, "could not set the bot's display name");
+        }
+    }
+    let avatar = ruma::OwnedMxcUri::from(bot_cfg.avatar.as_str());
+    if avatar.is_valid() {
+        if let Err(e) = bot.set_avatar_url(Some(&avatar)).await {
+            tracing::warn!(error = %e, "could not set the bot's avatar");
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! The commented example config that `generate-config` writes.
+//!
+//! Written from a template so every key carries an explanation; a test checks that it
+//! parses back to exactly [`Config::example`].
+
+use std::fmt::Write as _;
+
+use super::{Config, ConfigError, NetworkConfig, PermissionLevel};
+use crate::network::NetworkInfo;
+
+/// Renders the example config for `info`'s network, with comments.
+pub(crate) fn render<N: NetworkConfig>(info: &NetworkInfo) -> Result<String, ConfigError> {
+    let example = Config::<N>::example(info);
+    let appservice = &example.appservice;
+    let bridge = &example.bridge;
+    let mut permissions = String::new();
+    for (key, level) in &bridge.permissions {
+        let level = match level {
+            PermissionLevel::Block => "block",
+            PermissionLevel::Relay => "relay",
+            PermissionLevel::Commands => "commands",
+            PermissionLevel::User => "user",
+            PermissionLevel::Admin => "admin",
+        };
+        let _ = writeln!(permissions, "    {}: {level}", quote(key));
+    }
+    let network = network_section(&example.network)?;
+    let q = quote;
+    Ok(format!(
+        r#"# Configuration of the {display} bridge.
+# Every key can be overridden by an environment variable: {env}__<SECTION>__<KEY>
+# (for example {env}__APPSERVICE__AS_TOKEN); add _FILE to read the value from a file.
+
+# The Matrix homeserver.
+homeserver:
+  # Client-server API URL the bridge uses to reach the homeserver.
+  address: {hs_address}
+  # The homeserver's server name: the part after ":" in user IDs.
+  domain: {domain}
+
+# How the homeserver and the bridge reach each other.
+appservice:
+  # URL at which the homeserver reaches the bridge.
+  address: {as_address}
+  # Where the bridge listens (use 0.0.0.0 inside a container).
+  hostname: {hostname}
+  port: {port}
+  # Appservice ID in the registration; must be unique on the homeserver.
+  id: {id}
+  # The bridge bot. Leave displayname or avatar (an mxc:// URI) empty to not set them.
+  bot:
+    username: {bot_username}
+    displayname: {bot_displayname}
+    avatar: {bot_avatar}
+  # Localpart of ghost users; {{id}} is replaced by the remote user's ID.
+  username_template: {template}
+  # Tokens shared with the homeserver. "{placeholder}" is replaced by random tokens when you
+  # run generate-registration.
+  as_token: {as_token}
+  hs_token: {hs_token}
+  # Receive typing notifications, read receipts and presence (MSC2409).
+  ephemeral_events: {ephemeral}
+  # Largest request body accepted from the homeserver, in bytes.
+  max_body_bytes: {max_body}
+
+# Where the bridge keeps its state.
+database:
+  # sqlite:<file> or postgres://user:password@host/database
+  uri: {db_uri}
+  max_connections: {db_max}
+
+# Behaviour shared by all networks.
+bridge:
+  # Prefix of bot commands in rooms other than the management room.
+  command_prefix: {prefix}
+  # Who may use the bridge: keys are "*" (everyone), a server name or a user ID; the most
+  # specific entry wins. Levels: block, relay, commands, user, admin.
+  permissions:
+{permissions}  # Relay mode: messages of users without a login are sent through someone else's.
+  relay:
+    enabled: {relay_enabled}
+    # {{sender_displayname}}, {{sender_id}} and {{message}} are replaced.
+    message_format: {relay_format}
+  # History bridged when a portal room is created; 0 disables backfill.
+  backfill:
+    max_initial_messages: {backfill}
+
+# Logging. RUST_LOG, when set, replaces level.
+logging:
+  # trace, debug, info, warn or error, optionally per crate: bridge_core=debug,info
+  level: {log_level}
+  # pretty or json
+  format: {log_format}
+
+# Settings of the {display} connection.
+{network}"#,
+        display = info.display_name,
+        env = info.env_prefix,
+        hs_address = q(example.homeserver.address.as_str()),
+        domain = q(&example.homeserver.domain),
+        as_address = q(appservice.address.as_str()),
+        hostname = q(&appservice.hostname),
+        port = appservice.port,
+        id = q(&appservice.id),
+        bot_username = q(&appservice.bot.username),
+        bot_displayname = q(&appservice.bot.displayname),
+        bot_avatar = q(&appservice.bot.avatar),
+        template = q(&appservice.username_template),
+        placeholder = super::TOKEN_PLACEHOLDER,
+        as_token = q(&appservice.as_token),
+        hs_token = q(&appservice.hs_token),
+        ephemeral = appservice.ephemeral_events,
+        max_body = appservice.max_body_bytes,
+        db_uri = q(&example.database.uri),
+        db_max = example.database.max_connections,
+        prefix = q(&bridge.command_prefix),
+        relay_enabled = bridge.relay.enabled,
+        relay_format = q(&bridge.relay.message_format),
+        backfill = bridge.backfill.max_initial_messages,
+        log_level = q(&example.logging.level),
+        log_format = match example.logging.format {
+            super::LogFormat::Pretty => "pretty",
+            super::LogFormat::Json => "json",
+        },
+    ))
+}
+
+/// `network:` and the network's default section, indented.
+fn network_section<N: NetworkConfig>(network: &N) -> Result<String, ConfigError> {
+    let yaml =
+        serde_saphyr::to_string(network).map_err(|e| ConfigError::Serialize(e.to_string()))?;
+    let yaml = yaml.trim_end();
+    if yaml.is_empty() || yaml == "{}" || yaml == "null" || yaml == "~" {
+        return Ok("network: {}\n".to_owned());
+    }
+    let mut out = String::from("network:\n");
+    for line in yaml.lines() {
+        if line.is_empty() {
+            out.push('\n');
+        } else {
+            let _ = writeln!(out, "  {line}");
+        }
+    }
+    Ok(out)
+}
+
+/// A YAML double-quoted scalar (JSON string syntax is valid YAML).
+fn quote(value: &str) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| format!("\"{}\"", value.escape_default()))
+}

@@ -1,0 +1,410 @@
+//! The typed sections of the config file (everything except the network's own section),
+//! their defaults, and the permission lookup.
+//!
+//! Defaults that depend on the network (port, bot name, ghost template, …) come from the
+//! [`NetworkInfo`] in scope while a file is being read (see [`super::defaults`]).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use super::defaults;
+use crate::network::NetworkInfo;
+
+/// Placeholder written for tokens until `generate-registration` fills in real ones.
+pub const TOKEN_PLACEHOLDER: &str = "generate";
+
+/// Default limit on the size of a request body from the homeserver (10 MiB).
+pub const DEFAULT_MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
+
+/// `homeserver:` — where the Matrix homeserver is and what it is called.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HomeserverConfig {
+    /// Client-server API base URL the bridge uses to reach the homeserver.
+    pub address: Url,
+    /// The homeserver's server name, the part after `:` in user IDs (`example.com`).
+    pub domain: String,
+}
+
+impl HomeserverConfig {
+    /// The values written by `generate-config`.
+    pub fn example() -> Self {
+        Self {
+            address: local_url(8008),
+            domain: "example.com".to_owned(),
+        }
+    }
+}
+
+/// `appservice:` — how the homeserver and the bridge reach each other.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default = "AppserviceConfig::scoped_default")]
+pub struct AppserviceConfig {
+    /// URL at which the homeserver reaches the bridge (`url` in the registration).
+    pub address: Url,
+    /// Host or IP address the bridge's HTTP server binds to.
+    pub hostname: String,
+    /// Port the bridge's HTTP server binds to.
+    pub port: u16,
+    /// The appservice ID in the registration; unique per homeserver.
+    pub id: String,
+    /// The bridge bot user.
+    pub bot: BotConfig,
+    /// Localpart template of ghost users; `{id}` is replaced by the remote user's ID.
+    pub username_template: String,
+    /// Token the bridge uses to call the homeserver.
+    pub as_token: String,
+    /// Token the homeserver uses to call the bridge.
+    pub hs_token: String,
+    /// Whether to ask for typing notifications, receipts and presence (MSC2409).
+    pub ephemeral_events: bool,
+    /// Largest request body accepted from the homeserver, in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl AppserviceConfig {
+    /// The values written by `generate-config` for `info`'s network.
+    pub fn example(info: &NetworkInfo) -> Self {
+        Self {
+            address: local_url(info.default_port),
+            hostname: "127.0.0.1".to_owned(),
+            port: info.default_port,
+            id: info.id.to_owned(),
+            bot: BotConfig::example(info),
+            username_template: info.ghost_template.to_owned(),
+            as_token: TOKEN_PLACEHOLDER.to_owned(),
+            hs_token: TOKEN_PLACEHOLDER.to_owned(),
+            ephemeral_events: true,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+        }
+    }
+
+    fn scoped_default() -> Self {
+        Self::example(&defaults::current())
+    }
+
+    /// Whether either token is still the placeholder (or empty), i.e. `generate-registration`
+    /// has not been run yet.
+    pub fn has_placeholder_tokens(&self) -> bool {
+        is_placeholder(&self.as_token) || is_placeholder(&self.hs_token)
+    }
+
+    /// The Matrix localpart of the ghost for a remote user ID.
+    pub fn ghost_localpart(&self, remote_id: &str) -> String {
+        self.username_template.replace("{id}", remote_id)
+    }
+}
+
+/// Whether a token value is the placeholder written by `generate-config` (or empty).
+pub fn is_placeholder(token: &str) -> bool {
+    let token = token.trim();
+    token.is_empty() || token == TOKEN_PLACEHOLDER
+}
+
+impl fmt::Debug for AppserviceConfig {
+    // Hand-written so tokens never reach a log line through `{:?}`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AppserviceConfig")
+            .field("address", &self.address.as_str())
+            .field("hostname", &self.hostname)
+            .field("port", &self.port)
+            .field("id", &self.id)
+            .field("bot", &self.bot)
+            .field("username_template", &self.username_template)
+            .field("as_token", &"<redacted>")
+            .field("hs_token", &"<redacted>")
+            .field("ephemeral_events", &self.ephemeral_events)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .finish()
+    }
+}
+
+/// `appservice.bot:` — the bridge bot's profile.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default = "BotConfig::scoped_default")]
+pub struct BotConfig {
+    /// Localpart of the bot (`discordbot`).
+    pub username: String,
+    /// Display name set on the bot; empty leaves it unchanged.
+    pub displayname: String,
+    /// `mxc://` avatar of the bot; empty leaves it unchanged.
+    pub avatar: String,
+}
+
+impl BotConfig {
+    /// The values written by `generate-config` for `info`'s network.
+    pub fn example(info: &NetworkInfo) -> Self {
+        Self {
+            username: info.bot_localpart.to_owned(),
+            displayname: format!("{} bridge bot", info.display_name),
+            avatar: String::new(),
+        }
+    }
+
+    fn scoped_default() -> Self {
+        Self::example(&defaults::current())
+    }
+}
+
+/// `database:` — where the bridge keeps its state.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default = "DatabaseConfig::scoped_default")]
+pub struct DatabaseConfig {
+    /// `sqlite:<file>` or `postgres://user:password@host/db`.
+    pub uri: String,
+    /// Size of the connection pool.
+    pub max_connections: u32,
+}
+
+impl DatabaseConfig {
+    /// The values written by `generate-config` for `info`'s network.
+    pub fn example(info: &NetworkInfo) -> Self {
+        Self {
+            uri: format!("sqlite:{}.db", info.id),
+            max_connections: 5,
+        }
+    }
+
+    fn scoped_default() -> Self {
+        Self::example(&defaults::current())
+    }
+}
+
+impl fmt::Debug for DatabaseConfig {
+    // Hand-written so a PostgreSQL password never reaches a log line.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let uri = match Url::parse(&self.uri) {
+            Ok(mut url) if url.password().is_some() => {
+                let _ = url.set_password(Some("redacted"));
+                url.to_string()
+            }
+            _ => self.uri.clone(),
+        };
+        f.debug_struct("DatabaseConfig")
+            .field("uri", &uri)
+            .field("max_connections", &self.max_connections)
+            .finish()
+    }
+}
+
+/// What a Matrix user may do with the bridge, from least to most.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PermissionLevel {
+    /// Ignored entirely.
+    Block,
+    /// Messages are bridged through a relay login, if the room has one.
+    Relay,
+    /// May use bot commands but not log in.
+    Commands,
+    /// May log in and bridge their own account.
+    User,
+    /// May do everything, including administrative commands.
+    Admin,
+}
+
+/// `bridge:` — behaviour shared by all networks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default = "BridgeConfig::scoped_default")]
+pub struct BridgeConfig {
+    /// Prefix of bot commands in rooms other than the management room (`!dc`).
+    pub command_prefix: String,
+    /// Permission per user ID (`@a:example.com`), per server name (`example.com`) or for
+    /// everyone (`*`). The most specific entry wins.
+    pub permissions: BTreeMap<String, PermissionLevel>,
+    /// Relaying of messages from users without a login through someone else's login.
+    pub relay: RelayConfig,
+    /// History fetched when a portal room is created.
+    pub backfill: BackfillConfig,
+}
+
+impl BridgeConfig {
+    /// The values written by `generate-config` for `info`'s network; `domain` is the
+    /// example homeserver's server name.
+    pub fn example(info: &NetworkInfo, domain: &str) -> Self {
+        let permissions = BTreeMap::from([
+            ("*".to_owned(), PermissionLevel::Relay),
+            (domain.to_owned(), PermissionLevel::User),
+            (format!("@admin:{domain}"), PermissionLevel::Admin),
+        ]);
+        Self {
+            command_prefix: info.command_prefix.to_owned(),
+            permissions,
+            relay: RelayConfig::default(),
+            backfill: BackfillConfig::default(),
+        }
+    }
+
+    fn scoped_default() -> Self {
+        Self::example(&defaults::current(), "example.com")
+    }
+
+    /// The permission of `user_id`: its own entry, else its server's entry, else `*`,
+    /// else [`PermissionLevel::Block`].
+    pub fn permission_for(&self, user_id: &str) -> PermissionLevel {
+        if let Some(level) = self.permissions.get(user_id) {
+            return *level;
+        }
+        let server = user_id
+            .strip_prefix('@')
+            .and_then(|rest| rest.split_once(':'))
+            .map(|(_, s)| s);
+        if let Some(level) = server.and_then(|s| self.permissions.get(s)) {
+            return *level;
+        }
+        self.permissions
+            .get("*")
+            .copied()
+            .unwrap_or(PermissionLevel::Block)
+    }
+}
+
+/// `bridge.relay:` — relay mode.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RelayConfig {
+    /// Whether rooms may have a relay login at all.
+    pub enabled: bool,
+    /// How a relayed message is shown on the remote network; `{sender_displayname}`,
+    /// `{sender_id}` and `{message}` are replaced.
+    pub message_format: String,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            message_format: "{sender_displayname}: {message}".to_owned(),
+        }
+    }
+}
+
+/// `bridge.backfill:` — history fetched for new portals.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackfillConfig {
+    /// How many past messages to bridge when a portal room is created; 0 disables backfill.
+    pub max_initial_messages: u32,
+}
+
+impl Default for BackfillConfig {
+    fn default() -> Self {
+        Self {
+            max_initial_messages: 50,
+        }
+    }
+}
+
+/// Output format of log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `logging:` — what is logged and how.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoggingConfig {
+    /// An `EnvFilter` directive (`info`, `bridge_core=debug,info`); `RUST_LOG` overrides it.
+    pub level: String,
+    /// Line format.
+    pub format: LogFormat,
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".to_owned(),
+            format: LogFormat::Pretty,
+        }
+    }
+}
+
+/// `http://127.0.0.1:<port>`.
+fn local_url(port: u16) -> Url {
+    Url::parse(&format!("http://127.0.0.1:{port}"))
+        .expect("a loopback URL with a u16 port always parses")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bridge() -> BridgeConfig {
+        BridgeConfig {
+            command_prefix: "!x".into(),
+            permissions: BTreeMap::from([
+                ("*".to_owned(), PermissionLevel::Relay),
+                ("example.com".to_owned(), PermissionLevel::User),
+                ("@admin:example.com".to_owned(), PermissionLevel::Admin),
+                ("@bad:example.com".to_owned(), PermissionLevel::Block),
+                ("other.org".to_owned(), PermissionLevel::Commands),
+            ]),
+            relay: RelayConfig::default(),
+            backfill: BackfillConfig::default(),
+        }
+    }
+
+    #[test]
+    fn permission_for_picks_the_most_specific_entry() {
+        let cases = [
+            ("@admin:example.com", PermissionLevel::Admin),
+            ("@bad:example.com", PermissionLevel::Block),
+            ("@alice:example.com", PermissionLevel::User),
+            ("@bob:other.org", PermissionLevel::Commands),
+            ("@carol:elsewhere.net", PermissionLevel::Relay),
+            ("@dave:example.com:8448", PermissionLevel::Relay),
+            ("not-a-user-id", PermissionLevel::Relay),
+        ];
+        let config = bridge();
+        for (user, want) in cases {
+            assert_eq!(config.permission_for(user), want, "{user}");
+        }
+    }
+
+    #[test]
+    fn permission_for_without_wildcard_blocks() {
+        let mut config = bridge();
+        config.permissions.remove("*");
+        assert_eq!(
+            config.permission_for("@x:nowhere.net"),
+            PermissionLevel::Block
+        );
+        assert_eq!(
+            config.permission_for("@x:example.com"),
+            PermissionLevel::User
+        );
+    }
+
+    #[test]
+    fn permission_levels_are_ordered() {
+        use PermissionLevel::*;
+        assert!(Block < Relay && Relay < Commands && Commands < User && User < Admin);
+    }
+
+    #[test]
+    fn debug_redacts_secrets() {
+        let info = crate::config::tests::test_info();
+        let mut appservice = AppserviceConfig::example(&info);
+        appservice.as_token = "secret-as".into();
+        appservice.hs_token = "secret-hs".into();
+        let text = format!("{appservice:?}");
+        assert!(
+            !text.contains("secret-as") && !text.contains("secret-hs"),
+            "{text}"
+        );
+        let db = DatabaseConfig {
+            uri: "postgres://u:hunter2@db/x".into(),
+            max_connections: 1,
+        };
+        assert!(!format!("{db:?}").contains("hunter2"));
+    }
+}

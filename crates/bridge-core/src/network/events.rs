@@ -1,0 +1,314 @@
+//! What a network tells the core: [`RemoteEvent`]s, with the message contents, chat and
+//! user information they carry.
+
+use serde::{Deserialize, Serialize};
+
+use super::ids::{EmojiId, LoginId, PartId, RemoteChatId, RemoteMessageId, RemoteUserId};
+
+/// Milliseconds since the Unix epoch, as the network reports them.
+pub type Timestamp = i64;
+
+/// Something that happened on the remote network, reported by a login's client through
+/// its [`EventSender`]. The core turns each into Matrix actions in the chat's portal;
+/// events of one chat are applied in the order they were sent.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RemoteEvent {
+    /// A new message.
+    Message {
+        /// Where.
+        chat: ChatRef,
+        /// The message's ID.
+        id: RemoteMessageId,
+        /// Who sent it.
+        sender: Sender,
+        /// When.
+        timestamp: Timestamp,
+        /// The message, in one or more parts (a caption and three images, say).
+        parts: Vec<MessagePart>,
+        /// The message it replies to, if any.
+        reply_to: Option<RemoteMessageId>,
+        /// The thread root, if it was sent in a thread.
+        thread_root: Option<RemoteMessageId>,
+    },
+    /// A message was edited; `parts` replace the old ones with the same part IDs.
+    Edit {
+        /// Where.
+        chat: ChatRef,
+        /// The edited message.
+        id: RemoteMessageId,
+        /// Who edited it.
+        sender: Sender,
+        /// When.
+        timestamp: Timestamp,
+        /// The new content.
+        parts: Vec<MessagePart>,
+    },
+    /// A message was deleted (recalled, unsent).
+    Delete {
+        /// Where.
+        chat: ChatRef,
+        /// The deleted message.
+        id: RemoteMessageId,
+        /// Who deleted it.
+        sender: Sender,
+    },
+    /// A reaction was added.
+    ReactionAdd {
+        /// Where.
+        chat: ChatRef,
+        /// The message reacted to.
+        target: RemoteMessageId,
+        /// Who reacted.
+        sender: Sender,
+        /// The network's emoji ID.
+        emoji_id: EmojiId,
+        /// The emoji as text (or a shortcode for custom emoji).
+        emoji: String,
+        /// When.
+        timestamp: Timestamp,
+    },
+    /// A reaction was removed.
+    ReactionRemove {
+        /// Where.
+        chat: ChatRef,
+        /// The message the reaction was on.
+        target: RemoteMessageId,
+        /// Who had reacted.
+        sender: Sender,
+        /// The network's emoji ID.
+        emoji_id: EmojiId,
+    },
+    /// Someone is typing (or stopped).
+    Typing {
+        /// Where.
+        chat: ChatRef,
+        /// Who.
+        sender: Sender,
+        /// How long the typing notification lasts, 0 to stop.
+        timeout_ms: u64,
+    },
+    /// Someone read up to a message.
+    ReadReceipt {
+        /// Where.
+        chat: ChatRef,
+        /// Who.
+        sender: Sender,
+        /// The last message read.
+        up_to: RemoteMessageId,
+    },
+    /// A chat's name, topic, avatar or members changed (or are reported for the first time).
+    ChatInfoChanged {
+        /// Which chat.
+        chat: ChatRef,
+        /// The new information; `None` fields are unchanged.
+        info: ChatInfo,
+    },
+    /// A user's name or avatar changed.
+    UserInfoChanged {
+        /// Who.
+        user: RemoteUserId,
+        /// The new information.
+        info: UserInfo,
+    },
+    /// The chat was deleted or the login left it.
+    ChatDeleted {
+        /// Which chat.
+        chat: ChatRef,
+    },
+    /// The login's connection state changed; shown to the user in the management room.
+    StateChanged(LoginState),
+}
+
+/// Identifies a chat from one login's point of view.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ChatRef {
+    /// The chat's ID on the network.
+    pub id: RemoteChatId,
+    /// For chats that exist once per login (DMs on most networks), the login that sees
+    /// it; `None` for chats shared by every login in them (groups, channels).
+    pub receiver: Option<LoginId>,
+}
+
+/// Who sent an event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sender {
+    /// The remote user.
+    pub user: RemoteUserId,
+    /// Whether it is the login's own account (sent from another device).
+    pub is_from_me: bool,
+}
+
+/// One part of a remote message; becomes one Matrix event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MessagePart {
+    /// Stable ID of the part within the message (`""` for single-part messages).
+    pub id: PartId,
+    /// The content.
+    pub content: MessageContent,
+}
+
+/// The content of one message part, already converted to Matrix formatting.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MessageContent {
+    /// Text, with an optional HTML rendering.
+    Text {
+        /// Plain text.
+        body: String,
+        /// Matrix HTML, if the message was formatted.
+        html: Option<String>,
+        /// Remote users mentioned, for pills and `m.mentions`.
+        mentions: Vec<RemoteUserId>,
+    },
+    /// A notice from the network or the bridge itself (a thing that can't be bridged).
+    Notice {
+        /// Plain text.
+        body: String,
+    },
+    /// An image, video, audio clip, file or sticker.
+    Media(Media),
+    /// A location.
+    Location {
+        /// Latitude in degrees.
+        latitude: f64,
+        /// Longitude in degrees.
+        longitude: f64,
+        /// A description.
+        description: String,
+    },
+}
+
+/// Kinds of media, which decide the Matrix `msgtype`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MediaKind {
+    /// `m.image`.
+    Image,
+    /// `m.video`.
+    Video,
+    /// `m.audio`.
+    Audio,
+    /// A voice message (`m.audio` with the voice flag).
+    Voice,
+    /// `m.file`.
+    File,
+    /// `m.sticker`.
+    Sticker,
+}
+
+/// A media attachment. The bytes are fetched by the network client when the core asks
+/// ([`super::NetworkClient::download_media`]) so that large files stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Media {
+    /// The kind.
+    pub kind: MediaKind,
+    /// An opaque reference the network's client can download.
+    pub source: String,
+    /// The file name.
+    pub filename: String,
+    /// MIME type, if known.
+    pub mime: Option<String>,
+    /// Size in bytes, if known (checked against the homeserver's upload limit first).
+    pub size: Option<u64>,
+    /// Width and height for images and videos.
+    pub dimensions: Option<(u32, u32)>,
+    /// Duration for audio and video.
+    pub duration_ms: Option<u64>,
+    /// A caption sent with the media.
+    pub caption: Option<String>,
+}
+
+/// Information about a chat; `None` fields are unknown or unchanged.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ChatInfo {
+    /// The chat's name (a group's title; for DMs the core uses the other person's name).
+    pub name: Option<String>,
+    /// The topic or description.
+    pub topic: Option<String>,
+    /// An avatar reference the client can download, with a stable hash or ID to detect
+    /// changes without downloading.
+    pub avatar: Option<AvatarRef>,
+    /// Whether the chat is a one-to-one conversation.
+    pub is_direct: bool,
+    /// The members, when known.
+    pub members: Option<Vec<ChatMember>>,
+    /// The parent chat (a Discord guild, say), for spaces.
+    pub parent: Option<RemoteChatId>,
+}
+
+/// A member of a chat.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatMember {
+    /// Who.
+    pub user: RemoteUserId,
+    /// Their name in this chat, if it overrides their global name (a group alias).
+    pub nickname: Option<String>,
+    /// Whether they are an admin of the chat.
+    pub is_admin: bool,
+}
+
+/// Information about a remote user, for their ghost.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct UserInfo {
+    /// The display name; networks must give a real name whenever they know one.
+    pub name: Option<String>,
+    /// The avatar.
+    pub avatar: Option<AvatarRef>,
+    /// Whether the user is a bot.
+    pub is_bot: bool,
+}
+
+/// A reference to an avatar image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AvatarRef {
+    /// A stable ID of this avatar version; the image is fetched again only when it changes.
+    pub id: String,
+    /// The reference the client downloads from (`None` removes the avatar).
+    pub source: Option<String>,
+}
+
+/// A login's connection state, as shown by `ping` and reported in the management room.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum LoginState {
+    /// Connecting or reconnecting.
+    Connecting,
+    /// Connected and receiving events.
+    Connected,
+    /// Temporarily disconnected; the client is retrying by itself.
+    TransientDisconnect {
+        /// Why, for the user.
+        reason: String,
+    },
+    /// The session is no longer valid; the user must log in again.
+    BadCredentials {
+        /// Why, for the user.
+        reason: String,
+    },
+    /// Logged out on purpose.
+    LoggedOut,
+}
+
+/// The channel through which a login's client reports [`RemoteEvent`]s to the core.
+/// Cheap to clone; sending waits when the core is behind (backpressure).
+#[derive(Clone, Debug)]
+pub struct EventSender {
+    login: LoginId,
+    tx: tokio::sync::mpsc::Sender<(LoginId, RemoteEvent)>,
+}
+
+impl EventSender {
+    /// A sender for `login` into the core's queue `tx`.
+    pub fn new(login: LoginId, tx: tokio::sync::mpsc::Sender<(LoginId, RemoteEvent)>) -> Self {
+        Self { login, tx }
+    }
+
+    /// The login this sender reports for.
+    pub fn login(&self) -> &LoginId {
+        &self.login
+    }
+
+    /// Reports an event; returns `false` if the bridge is shutting down.
+    pub async fn send(&self, event: RemoteEvent) -> bool {
+        self.tx.send((self.login.clone(), event)).await.is_ok()
+    }
+}

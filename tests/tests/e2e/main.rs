@@ -1,0 +1,4 @@
+//! The end-to-end suite: the bridges against a real Synapse (one binary, one module per area).
+
+mod core;
+mod env;
