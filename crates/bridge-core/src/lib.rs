@@ -11,6 +11,8 @@ pub mod bridge;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod login;
 pub mod matrix;
 pub mod network;
+pub mod portal;
 pub mod store;

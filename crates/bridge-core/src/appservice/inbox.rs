@@ -60,7 +60,7 @@ impl Inbox {
 
     /// How many stored events are waiting to be handled.
     pub async fn backlog(&self) -> Result<usize, StoreError> {
-        Ok(self.store.inbox().pending(i64::MAX).await?.len())
+        Ok(self.store.inbox().pending_count().await? as usize)
     }
 
     /// Runs the worker until `shutdown` is cancelled: hands every stored event to
@@ -126,6 +126,10 @@ impl Inbox {
         let cutoff = now_ms() - DONE_RETENTION.as_millis() as i64;
         if let Err(e) = self.store.inbox().prune_done(cutoff).await {
             tracing::warn!(error = %e, "could not prune handled events");
+        }
+        let txn_cutoff = now_ms() - 2 * TXN_WINDOW.as_millis() as i64;
+        if let Err(e) = self.store.inbox().prune_transactions(txn_cutoff).await {
+            tracing::warn!(error = %e, "could not prune old transaction IDs");
         }
     }
 }

@@ -44,16 +44,12 @@ impl Handler {
         Ok(())
     }
 
-    async fn on_message(&self, room: OwnedRoomId, sender: OwnedUserId, event_id: OwnedEventId, content: &Value) -> anyhow::Result<()> {
-        let msgtype = content.get("msgtype").and_then(Value::as_str).unwrap_or_default();
-        if msgtype != "m.text" {
-            return Ok(());
-        }
-        // An edit carries the new text in m.new_content; commands are not re-run on edits.
-        if content.pointer("/m.relates_to/rel_type").and_then(Value::as_str) == Some("m.replace") {
-            return Ok(());
-        }
-        let body = content.get("body").and_then(Value::as_str).unwrap_or_default().trim();
+    /// A message that is not from the bridge: login input, a command, or portal traffic.
+    async fn on_message(&self, event: &Value, room: OwnedRoomId, sender: OwnedUserId, event_id: OwnedEventId) -> anyhow::Result<()> {
+        let content = &event["content"];
+        let is_edit = content.pointer("/m.relates_to/rel_type").and_then(Value::as_str) == Some("m.replace");
+        let text = (content.get("msgtype").and_then(Value::as_str) == Some("m.text") && !is_edit)
+            .then(|| content.get("body").and_then(Value::as_str).unwrap_or_default().trim());
         let management = self
             .bridge
             .store
@@ -62,23 +58,32 @@ impl Handler {
             .await?
             .and_then(|u| u.management_room)
             .is_some_and(|r| r == room.as_str());
-        let prefix = &self.bridge.settings.command_prefix;
-        let command_text = if let Some(rest) = body.strip_prefix(prefix.as_str()).filter(|r| r.is_empty() || r.starts_with(char::is_whitespace)) {
-            rest.trim()
-        } else if management {
-            body
-        } else {
-            return Ok(());
-        };
-        let ctx = commands::CommandContext {
-            bridge: self.bridge.clone(),
-            room,
-            sender: sender.clone(),
-            event_id,
-            level: self.bridge.permission(&sender),
-            management,
-        };
-        commands::dispatch(ctx, command_text).await
+        if let Some(body) = text {
+            if management && self.bridge.login_sessions.intercept(&self.bridge, &sender, &room, &event_id, body).await {
+                return Ok(());
+            }
+            let prefix = &self.bridge.settings.command_prefix;
+            let after_prefix = body
+                .strip_prefix(prefix.as_str())
+                .filter(|rest| rest.is_empty() || rest.starts_with(char::is_whitespace))
+                .map(str::trim);
+            let command = after_prefix.or(management.then_some(body));
+            if let Some(command) = command {
+                let ctx = commands::CommandContext {
+                    bridge: self.bridge.clone(),
+                    room,
+                    sender: sender.clone(),
+                    event_id,
+                    level: self.bridge.permission(&sender),
+                    management,
+                };
+                return commands::dispatch(ctx, command).await;
+            }
+        }
+        if !management {
+            self.bridge.portals.handle_matrix(&self.bridge, event).await;
+        }
+        Ok(())
     }
 }
 
@@ -102,20 +107,27 @@ impl AppserviceHandler for Handler {
                 if target == self.bridge.bot().as_str() && membership == Some("invite") {
                     let is_direct = content.get("is_direct").and_then(Value::as_bool).unwrap_or(false);
                     self.on_bot_invite(room, sender, is_direct).await?;
+                    return Ok(());
                 }
             }
             "m.room.message" => {
                 let Some(event_id) = str_field("event_id").and_then(|e| OwnedEventId::try_from(e).ok()) else {
                     return Ok(());
                 };
-                self.on_message(room, sender, event_id, &content).await?;
+                self.on_message(&event, room, sender, event_id).await?;
+                return Ok(());
             }
             _ => {}
         }
+        // Everything else that happens in portals: reactions, redactions, stickers,
+        // membership and room changes.
+        self.bridge.portals.handle_matrix(&self.bridge, &event).await;
         Ok(())
     }
 
-    async fn handle_ephemeral(&self, _event: Value) {}
+    async fn handle_ephemeral(&self, event: Value) {
+        self.bridge.portals.handle_ephemeral(&self.bridge, &event).await;
+    }
 
     async fn query_user(&self, user_id: OwnedUserId) -> bool {
         if self.bridge.ghosts.remote_id(&user_id).is_none() {

@@ -2,6 +2,7 @@
 //! inbox worker and the network connector together, and stops them all on one signal.
 
 pub mod ids;
+pub mod logins;
 mod handler;
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
@@ -10,8 +11,13 @@ use anyhow::Context as _;
 use ruma::{OwnedServerName, UserId};
 use tokio_util::sync::CancellationToken;
 
+use tokio::sync::mpsc;
+
 use crate::{
     appservice::{inbox::Inbox, server},
+    login::LoginSessions,
+    network::{LoginId, RemoteEvent},
+    portal::Portals,
     backoff::Backoff,
     config::{AppserviceConfig, BridgeConfig, Config, HomeserverConfig, PermissionLevel},
     matrix::{Intent, MatrixClient},
@@ -42,6 +48,14 @@ pub struct Bridge {
     pub shutdown: CancellationToken,
     /// When the bridge started, for `ping`.
     pub started: std::time::Instant,
+    /// The live logins and their clients.
+    pub logins: logins::Logins,
+    /// The portal actors.
+    pub portals: Portals,
+    /// Login flows in progress.
+    pub login_sessions: LoginSessions,
+    /// Where login clients report remote events (see [`crate::network::EventSender`]).
+    pub remote_tx: mpsc::Sender<(LoginId, RemoteEvent)>,
 }
 
 impl Bridge {
@@ -94,6 +108,7 @@ pub async fn run<N: Network>(config: Config<N::Config>, config_path: PathBuf) ->
         format!("could not listen on {bind} (appservice.hostname / appservice.port): is another bridge running?")
     })?;
 
+    let (remote_tx, remote_rx) = mpsc::channel(1024);
     let bridge = Arc::new(Bridge {
         info,
         ghosts: GhostNamer::new(&appservice.username_template, &homeserver.domain),
@@ -105,6 +120,10 @@ pub async fn run<N: Network>(config: Config<N::Config>, config_path: PathBuf) ->
         connector,
         shutdown: shutdown.clone(),
         started: std::time::Instant::now(),
+        logins: logins::Logins::default(),
+        portals: Portals::default(),
+        login_sessions: LoginSessions::default(),
+        remote_tx,
     });
 
     let handler = Arc::new(handler::Handler::new(bridge.clone()));
@@ -117,10 +136,16 @@ pub async fn run<N: Network>(config: Config<N::Config>, config_path: PathBuf) ->
     wait_for_homeserver(&bridge).await?;
     startup_checks(&bridge).await;
     let worker = tokio::spawn(inbox.run(handler, shutdown.clone()));
+    let remote_worker = tokio::spawn(run_remote_events(bridge.clone(), remote_rx));
+    if let Err(e) = bridge.load_logins().await {
+        tracing::error!(error = %format!("{e:#}"), "could not load the stored logins");
+    }
     tracing::info!(bot = %bridge.bot(), "bridge is running");
 
     shutdown.cancelled().await;
     tracing::info!("shutting down");
+    bridge.disconnect_logins().await;
+    remote_worker.abort();
     let _ = tokio::time::timeout(Duration::from_secs(10), worker).await;
     match tokio::time::timeout(Duration::from_secs(10), server_task).await {
         Ok(Ok(Err(e))) => tracing::warn!(error = %e, "appservice server stopped with an error"),
@@ -129,6 +154,19 @@ pub async fn run<N: Network>(config: Config<N::Config>, config_path: PathBuf) ->
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Hands each remote event to the bridge until shutdown.
+async fn run_remote_events(bridge: Arc<Bridge>, mut rx: mpsc::Receiver<(LoginId, RemoteEvent)>) {
+    loop {
+        tokio::select! {
+            _ = bridge.shutdown.cancelled() => return,
+            next = rx.recv() => match next {
+                Some((login, event)) => bridge.handle_remote_event(login, event).await,
+                None => return,
+            },
+        }
+    }
 }
 
 fn spawn_signal_handler(shutdown: CancellationToken) {

@@ -3,7 +3,11 @@
 //! Commands are declared as data ([`CommandSpec`]): `help` is generated from the table
 //! and shows each user only what their permission level allows.
 
-use std::sync::Arc;
+mod general;
+mod login;
+mod portal;
+
+use std::{future::Future, pin::Pin, sync::Arc};
 
 use ruma::{
     events::{
@@ -38,8 +42,12 @@ impl CommandContext {
     }
 }
 
-/// A command as declared in the table: its name, who may run it and its help line.
-#[derive(Debug, Clone, Copy)]
+/// The future a command handler returns.
+pub type CommandFuture = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>;
+
+/// A command as declared in a table: its name, who may run it, its help line and its
+/// handler (which gets the context and the words after the command name).
+#[derive(Clone, Copy)]
 pub struct CommandSpec {
     /// The name typed by the user.
     pub name: &'static str,
@@ -51,6 +59,14 @@ pub struct CommandSpec {
     pub help: &'static str,
     /// The lowest permission level that may run it.
     pub level: PermissionLevel,
+    /// Runs the command.
+    pub handler: fn(CommandContext, Vec<String>) -> CommandFuture,
+}
+
+impl std::fmt::Debug for CommandSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CommandSpec").field("name", &self.name).finish_non_exhaustive()
+    }
 }
 
 impl CommandSpec {
@@ -59,12 +75,10 @@ impl CommandSpec {
     }
 }
 
-/// The commands every bridge has.
-pub const CORE_COMMANDS: &[CommandSpec] = &[
-    CommandSpec { name: "help", aliases: &[], args: "", help: "Show this list.", level: PermissionLevel::Commands },
-    CommandSpec { name: "ping", aliases: &["status"], args: "", help: "Show the bridge's state and your logins.", level: PermissionLevel::Commands },
-    CommandSpec { name: "version", aliases: &[], args: "", help: "Show the bridge's version.", level: PermissionLevel::Commands },
-];
+/// Every command of the core, in the order `help` lists them.
+pub fn all_commands() -> impl Iterator<Item = &'static CommandSpec> {
+    general::COMMANDS.iter().chain(login::COMMANDS).chain(portal::COMMANDS)
+}
 
 /// Runs the command in `text` (without prefix) for `ctx`.
 pub async fn dispatch(ctx: CommandContext, text: &str) -> anyhow::Result<()> {
@@ -73,36 +87,40 @@ pub async fn dispatch(ctx: CommandContext, text: &str) -> anyhow::Result<()> {
         return ctx.reply("Send `help` for the list of commands.").await;
     };
     let word = word.to_lowercase();
-    let span = tracing::info_span!("command", command = %word, sender = %ctx.sender);
-    let _guard = span.enter();
-    drop(_guard);
+    let args: Vec<String> = words.map(str::to_owned).collect();
     if ctx.level < PermissionLevel::Commands {
         return ctx.reply("You are not allowed to use this bridge's commands.").await;
     }
-    let Some(spec) = CORE_COMMANDS.iter().find(|c| c.matches(&word)) else {
+    let Some(spec) = all_commands().find(|c| c.matches(&word)) else {
         return ctx
             .reply(&format!("Unknown command `{word}`. Send `help` for the list of commands."))
             .await;
     };
     if ctx.level < spec.level {
-        return ctx.reply(&format!("`{}` needs the {:?} permission level.", spec.name, spec.level)).await;
+        return ctx
+            .reply(&format!("`{}` needs the {} permission level.", spec.name, level_name(spec.level)))
+            .await;
     }
-    match spec.name {
-        "help" => ctx.reply(&help_text(&ctx)).await,
-        "ping" => ping(&ctx).await,
-        "version" => {
-            let info = &ctx.bridge.info;
-            ctx.reply(&format!("{} bridge {} ({})", info.display_name, env!("CARGO_PKG_VERSION"), info.url)).await
-        }
-        other => ctx.reply(&format!("`{other}` is not available.")).await,
+    let span = tracing::info_span!("command", command = spec.name, sender = %ctx.sender);
+    tracing::Instrument::instrument((spec.handler)(ctx, args), span).await
+}
+
+/// The name of a permission level as written in the config.
+pub fn level_name(level: PermissionLevel) -> &'static str {
+    match level {
+        PermissionLevel::Block => "block",
+        PermissionLevel::Relay => "relay",
+        PermissionLevel::Commands => "commands",
+        PermissionLevel::User => "user",
+        PermissionLevel::Admin => "admin",
     }
 }
 
 /// The `help` text for the context's user: only the commands they may run.
-fn help_text(ctx: &CommandContext) -> String {
+pub(crate) fn help_text(ctx: &CommandContext) -> String {
     let prefix = if ctx.management { String::new() } else { format!("{} ", ctx.bridge.settings.command_prefix) };
     let mut out = format!("{} bridge commands:\n", ctx.bridge.info.display_name);
-    for spec in CORE_COMMANDS.iter().filter(|c| ctx.level >= c.level) {
+    for spec in all_commands().filter(|c| ctx.level >= c.level) {
         let args = if spec.args.is_empty() { String::new() } else { format!(" {}", spec.args) };
         let aliases = if spec.aliases.is_empty() { String::new() } else { format!(" (alias: {})", spec.aliases.join(", ")) };
         out.push_str(&format!("- `{prefix}{}{args}` — {}{aliases}\n", spec.name, spec.help));
@@ -111,21 +129,6 @@ fn help_text(ctx: &CommandContext) -> String {
         out.push_str("\nIn your management room (a direct chat with me) no prefix is needed.");
     }
     out
-}
-
-async fn ping(ctx: &CommandContext) -> anyhow::Result<()> {
-    let logins = ctx.bridge.store.user_logins().list_for_user(ctx.sender.as_str()).await?;
-    let uptime = ctx.bridge.started.elapsed().as_secs();
-    let mut text = format!("The bridge is running (up {}m {}s).", uptime / 60, uptime % 60);
-    if logins.is_empty() {
-        text.push_str(" You are not logged in.");
-    } else {
-        text.push_str(&format!(" You have {} login(s):", logins.len()));
-        for login in logins {
-            text.push_str(&format!("\n- {} ({})", login.remote_name, login.remote_id));
-        }
-    }
-    ctx.reply(&text).await
 }
 
 /// Sends a notice from the bot to `room`, optionally as a reply. `text` may use
@@ -182,9 +185,15 @@ mod tests {
     }
 
     #[test]
-    fn aliases_match() {
-        let ping = CORE_COMMANDS.iter().find(|c| c.name == "ping").expect("ping exists");
+    fn aliases_match_and_names_are_unique() {
+        let ping = all_commands().find(|c| c.name == "ping").expect("ping exists");
         assert!(ping.matches("status"));
         assert!(!ping.matches("pong"));
+        let mut seen = std::collections::HashSet::new();
+        for spec in all_commands() {
+            for word in std::iter::once(&spec.name).chain(spec.aliases) {
+                assert!(seen.insert(*word), "{word} is declared twice");
+            }
+        }
     }
 }

@@ -290,16 +290,39 @@ pub enum LoginState {
 
 /// The channel through which a login's client reports [`RemoteEvent`]s to the core.
 /// Cheap to clone; sending waits when the core is behind (backpressure).
+///
+/// It also tells the network how the core names ghosts, so that converters can write
+/// mentions of remote users as Matrix pills ([`EventSender::mention_pill`]).
 #[derive(Clone, Debug)]
 pub struct EventSender {
     login: LoginId,
     tx: tokio::sync::mpsc::Sender<(LoginId, RemoteEvent)>,
+    ghosts: crate::bridge::ids::GhostNamer,
 }
 
 impl EventSender {
-    /// A sender for `login` into the core's queue `tx`.
-    pub fn new(login: LoginId, tx: tokio::sync::mpsc::Sender<(LoginId, RemoteEvent)>) -> Self {
-        Self { login, tx }
+    /// A sender for `login` into the core's queue `tx`; `ghosts` maps remote users to ghosts.
+    pub fn new(
+        login: LoginId,
+        tx: tokio::sync::mpsc::Sender<(LoginId, RemoteEvent)>,
+        ghosts: crate::bridge::ids::GhostNamer,
+    ) -> Self {
+        Self { login, tx, ghosts }
+    }
+
+    /// The Matrix ID of a remote user's ghost.
+    pub fn ghost_user_id(&self, user: &RemoteUserId) -> Option<ruma::OwnedUserId> {
+        self.ghosts.user_id(user.as_str())
+    }
+
+    /// An HTML pill mentioning a remote user's ghost (`<a href="https://matrix.to/#/@…">name</a>`),
+    /// or the escaped name alone if the ID cannot be a ghost.
+    pub fn mention_pill(&self, user: &RemoteUserId, name: &str) -> String {
+        let name = name.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+        match self.ghost_user_id(user) {
+            Some(id) => format!("<a href=\"https://matrix.to/#/{id}\">{name}</a>"),
+            None => name,
+        }
     }
 
     /// The login this sender reports for.
