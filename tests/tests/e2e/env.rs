@@ -39,6 +39,9 @@ pub struct Options {
     pub permissions: Vec<(String, String)>,
     /// Keep Synapse's database on disk, for tests that restart it.
     pub persistent_synapse: bool,
+    /// Further `(from, to)` replacements in the generated config (see [`edit`]), such as
+    /// `network.server` or `bridge.relay.enabled`.
+    pub config_edits: Vec<(String, String)>,
 }
 
 /// A running bridge and its homeserver.
@@ -76,6 +79,9 @@ impl TestBridge {
         edit(&config, "port: 29399", &format!("port: {port}"))?;
         for (who, level) in &options.permissions {
             edit(&config, "  permissions:\n", &format!("  permissions:\n    \"{who}\": {level}\n"))?;
+        }
+        for (from, to) in &options.config_edits {
+            edit(&config, from, to)?;
         }
         cli(&dir, &["generate-registration"]).await?;
 
@@ -167,6 +173,16 @@ impl TestBridge {
         let status = response.status().as_u16();
         let body = response.json().await.unwrap_or(Value::Null);
         Ok((status, body))
+    }
+
+    /// The provisioning API's shared secret, as generate-registration wrote it.
+    pub fn provisioning_secret(&self) -> anyhow::Result<String> {
+        yaml_value(&self.dir.path().join("config.yaml"), "shared_secret")
+    }
+
+    /// An HTTP client for calling the bridge directly.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
     }
 
     /// The bridge's health endpoint.

@@ -2,3 +2,6 @@
 
 mod core;
 mod env;
+mod harness;
+mod matrix;
+mod testnet;
