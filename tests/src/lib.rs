@@ -21,6 +21,7 @@
 mod client;
 mod process;
 mod synapse;
+pub mod testnet;
 
 use std::net::{Ipv4Addr, TcpListener};
 use std::time::Duration;

@@ -475,10 +475,17 @@ mod tests {
         let mut command = Command::new("sleep");
         command.arg("600");
         let mut child = ManagedChild::spawn(command, "sleeper", &log).expect("spawn");
-        // Stand-in for register_pid, which reads BRIDGE_TEST_RUN_DIR from the environment.
-        let pid_file = dir.path().join(format!("sleeper-{}", child.pid()));
-        std::fs::write(&pid_file, format!("{}\n", child.pid())).expect("write PID file");
-        child.pid_file = Some(pid_file.clone());
+        // register_pid wrote one if BRIDGE_TEST_RUN_DIR is set; otherwise put a stand-in.
+        let pid_file = match child.pid_file.clone() {
+            Some(registered) => registered,
+            None => {
+                let stand_in = dir.path().join(format!("sleeper-{}", child.pid()));
+                std::fs::write(&stand_in, format!("{}\n", child.pid())).expect("write PID file");
+                child.pid_file = Some(stand_in.clone());
+                stand_in
+            }
+        };
+        assert!(pid_file.exists());
         drop(child);
         assert!(
             !pid_file.exists(),

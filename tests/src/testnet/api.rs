@@ -100,6 +100,23 @@ impl TestNet {
         pending.into_iter().map(|(_, n)| format!("testnet-qr-{n}")).collect()
     }
 
+    /// Waits until a `qr` login process is waiting for a scan and returns the newest code
+    /// (use it before [`TestNet::scan_qr`] when the bridge starts the flow).
+    pub async fn wait_qr(&self, timeout: Duration) -> anyhow::Result<String> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut changes = self.inner.changed.subscribe();
+        loop {
+            changes.borrow_and_update();
+            if let Some(code) = self.pending_qr_codes().pop() {
+                return Ok(code);
+            }
+            tokio::select! {
+                _ = changes.changed() => {}
+                () = tokio::time::sleep_until(deadline) => anyhow::bail!("no qr login started within {timeout:?}"),
+            }
+        }
+    }
+
     /// Replaces the QR code of every waiting `qr` process (`testnet-qr-1` → `testnet-qr-2`).
     pub fn refresh_qr(&self) {
         self.inner.update(|s| {

@@ -158,6 +158,11 @@ impl Http {
         url
     }
 
+    /// A request builder for `method` on the path made of `segments`.
+    pub(crate) fn request(&self, method: reqwest::Method, segments: &[&str]) -> reqwest::RequestBuilder {
+        self.client.request(method, self.url(segments))
+    }
+
     /// Sends a request and returns the raw response, mapping error statuses to [`CallError`].
     pub(crate) async fn send(&self, request: reqwest::RequestBuilder, timeout: Duration) -> Result<reqwest::Response, CallError> {
         let response = request.timeout(timeout).send().await.map_err(|e| CallError::Transport(e.to_string()))?;
@@ -179,10 +184,10 @@ impl Http {
         segments: &[&str],
         token: Option<&str>,
         query: &[(&str, String)],
-        body: Option<&(dyn erased::Body)>,
+        body: Option<&dyn erased::Body>,
         timeout: Duration,
     ) -> Result<T, CallError> {
-        let mut request = self.client.request(method, self.url(segments)).query(query);
+        let mut request = self.request(method, segments).query(query);
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }

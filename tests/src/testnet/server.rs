@@ -246,13 +246,13 @@ async fn recent_chats(State(app): State<App>, Path(login): Path<String>, headers
     let mut chats: Vec<(i64, WireChatRef)> = state
         .chats
         .iter()
-        .filter(|(_, c)| c.members.iter().any(|m| *m == login))
+        .filter(|(_, c)| c.members.contains(&login))
         .map(|(id, c)| {
             let last = c.messages.last().map_or(0, |m| m.timestamp);
             (last, WireChatRef { id: id.clone(), is_direct: c.is_direct })
         })
         .collect();
-    chats.sort_by(|a, b| b.0.cmp(&a.0));
+    chats.sort_by_key(|c| std::cmp::Reverse(c.0));
     let list: Vec<WireChatRef> = chats.into_iter().map(|(_, c)| c).take(q.limit.unwrap_or(50)).collect();
     Ok(Json(list).into_response())
 }

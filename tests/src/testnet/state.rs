@@ -185,9 +185,10 @@ impl State {
 
     /// Queues `event` for `login` if it is logged in.
     pub fn enqueue(&mut self, login: &str, event: WireEvent) {
+        let direct = event.chat_id().and_then(|c| self.chats.get(c)).is_some_and(|c| c.is_direct);
         if let Some(l) = self.logins.get_mut(login).filter(|l| l.token.is_some()) {
             l.next_seq += 1;
-            l.queue.push(SeqEvent { seq: l.next_seq, event });
+            l.queue.push(SeqEvent { seq: l.next_seq, direct, event });
         }
     }
 

@@ -12,6 +12,10 @@ use bridge_core::network::events::MediaKind;
 pub struct SeqEvent {
     /// Monotonically increasing per login, starting at 1.
     pub seq: u64,
+    /// Whether the event's chat is a one-to-one chat (the client then names the login as
+    /// the chat's receiver).
+    #[serde(default)]
+    pub direct: bool,
     /// The event.
     pub event: WireEvent,
 }
@@ -163,6 +167,23 @@ pub enum WireEvent {
         /// The chat.
         chat: String,
     },
+}
+
+impl WireEvent {
+    /// The chat the event is about, if any.
+    pub fn chat_id(&self) -> Option<&str> {
+        match self {
+            Self::Message { message } => Some(&message.chat),
+            Self::Edit { chat, .. }
+            | Self::Delete { chat, .. }
+            | Self::Reaction { chat, .. }
+            | Self::Typing { chat, .. }
+            | Self::Read { chat, .. }
+            | Self::ChatDeleted { chat } => Some(chat),
+            Self::ChatInfo { chat } => Some(&chat.id),
+            Self::UserInfo { .. } => None,
+        }
+    }
 }
 
 /// A chat as `GET /chats/{id}` describes it.

@@ -2,6 +2,8 @@
 
 mod core;
 mod env;
+mod login;
+mod messages;
 mod harness;
 mod matrix;
 mod testnet;

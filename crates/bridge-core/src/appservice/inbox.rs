@@ -17,7 +17,10 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::AppserviceHandler;
-use crate::store::{InsertOutcome, Store, StoreError};
+use crate::{
+    metrics::Metrics,
+    store::{InsertOutcome, Store, StoreError},
+};
 
 /// How long a transaction ID counts as already seen.
 pub const TXN_WINDOW: Duration = Duration::from_secs(15 * 60);
@@ -30,12 +33,13 @@ pub const DONE_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 pub struct Inbox {
     store: Store,
     wake: Arc<Notify>,
+    metrics: Arc<Metrics>,
 }
 
 impl Inbox {
-    /// An inbox stored in `store`.
-    pub fn new(store: Store) -> Self {
-        Self { store, wake: Arc::new(Notify::new()) }
+    /// An inbox stored in `store`, counting into `metrics`.
+    pub fn new(store: Store, metrics: Arc<Metrics>) -> Self {
+        Self { store, wake: Arc::new(Notify::new()), metrics }
     }
 
     /// Stores a transaction's events durably and wakes the worker. Returns once the
@@ -110,7 +114,9 @@ impl Inbox {
                 };
                 if !event.is_null() {
                     let span = tracing::info_span!("event", event_id = %entry.event_id, txn_id = %entry.txn_id);
+                    let started = std::time::Instant::now();
                     let result = tracing::Instrument::instrument(handler.handle_event(event), span).await;
+                    self.metrics.event_handled(result.is_ok(), started.elapsed());
                     if let Err(e) = result {
                         tracing::error!(event_id = %entry.event_id, error = %format!("{e:#}"), "failed to handle event");
                     }

@@ -21,6 +21,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::{inbox::Inbox, AppserviceHandler};
+use crate::metrics::{Gauges, Metrics, TxnOutcome};
 
 /// Shared state of the appservice server.
 #[derive(Clone)]
@@ -28,13 +29,21 @@ pub struct ServerState {
     hs_token: Arc<str>,
     inbox: Inbox,
     handler: Arc<dyn AppserviceHandler>,
+    metrics: Arc<Metrics>,
+    logins_gauge: Arc<dyn Fn() -> u64 + Send + Sync>,
 }
 
 impl ServerState {
-    /// State for a server that accepts `hs_token`, stores into `inbox` and answers
-    /// queries through `handler`.
-    pub fn new(hs_token: &str, inbox: Inbox, handler: Arc<dyn AppserviceHandler>) -> Self {
-        Self { hs_token: hs_token.into(), inbox, handler }
+    /// State for a server that accepts `hs_token`, stores into `inbox`, answers queries
+    /// through `handler` and counts into `metrics`; `logins_gauge` reports live logins.
+    pub fn new(
+        hs_token: &str,
+        inbox: Inbox,
+        handler: Arc<dyn AppserviceHandler>,
+        metrics: Arc<Metrics>,
+        logins_gauge: Arc<dyn Fn() -> u64 + Send + Sync>,
+    ) -> Self {
+        Self { hs_token: hs_token.into(), inbox, handler, metrics, logins_gauge }
     }
 }
 
@@ -50,6 +59,7 @@ pub fn router(state: ServerState, max_body_bytes: usize) -> Router {
         .route("/rooms/{alias}", get(get_alias))
         .route("/_matrix/app/v1/ping", post(post_ping))
         .route("/health", get(health))
+        .route("/metrics", get(metrics))
         .fallback(unknown_endpoint)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
@@ -167,6 +177,7 @@ async fn put_transaction(
     body: Bytes,
 ) -> Response {
     if let Err(response) = check_token(&state, &headers, &query) {
+        state.metrics.transaction(TxnOutcome::Unauthorized, 0, 0);
         return response;
     }
     let span = tracing::info_span!("transaction", txn_id = %txn_id);
@@ -175,6 +186,7 @@ async fn put_transaction(
         Ok(parsed) => parsed,
         Err((errcode, message)) => {
             tracing::warn!(errcode, %message, "rejected a malformed transaction");
+            state.metrics.transaction(TxnOutcome::Malformed, 0, 0);
             return matrix_error(StatusCode::BAD_REQUEST, errcode, &message);
         }
     };
@@ -183,6 +195,8 @@ async fn put_transaction(
     match state.inbox.accept(&txn_id, parsed.events).await {
         Ok(outcome) => {
             tracing::debug!(txn_id = %txn_id, ?outcome, "transaction stored");
+            let kind = if outcome.duplicate_transaction { TxnOutcome::Duplicate } else { TxnOutcome::Accepted };
+            state.metrics.transaction(kind, outcome.new as u64, outcome.duplicate as u64);
             if !outcome.duplicate_transaction {
                 for event in ephemeral {
                     state.handler.handle_ephemeral(event).await;
@@ -193,6 +207,7 @@ async fn put_transaction(
         Err(e) => {
             // Not acknowledged: the homeserver keeps the transaction and retries.
             tracing::error!(txn_id = %txn_id, error = %e, "could not store a transaction");
+            state.metrics.transaction(TxnOutcome::Failed, 0, 0);
             matrix_error(StatusCode::INTERNAL_SERVER_ERROR, "M_UNKNOWN", "could not store the transaction; retry later")
         }
     }
@@ -261,6 +276,19 @@ async fn health(State(state): State<ServerState>) -> Response {
         )
             .into_response(),
     }
+}
+
+async fn metrics(State(state): State<ServerState>) -> Response {
+    let gauges = Gauges {
+        inbox_backlog: state.inbox.backlog().await.unwrap_or_default() as u64,
+        logins: (state.logins_gauge)(),
+    };
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(gauges),
+    )
+        .into_response()
 }
 
 async fn unknown_endpoint() -> Response {

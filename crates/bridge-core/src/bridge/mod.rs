@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 use crate::{
     appservice::{inbox::Inbox, server},
     login::LoginSessions,
+    metrics::Metrics,
     network::{LoginId, RemoteEvent},
     portal::Portals,
     backoff::Backoff,
@@ -54,6 +55,8 @@ pub struct Bridge {
     pub portals: Portals,
     /// Login flows in progress.
     pub login_sessions: LoginSessions,
+    /// The Prometheus counters.
+    pub metrics: Arc<Metrics>,
     /// Where login clients report remote events (see [`crate::network::EventSender`]).
     pub remote_tx: mpsc::Sender<(LoginId, RemoteEvent)>,
 }
@@ -124,12 +127,21 @@ pub async fn run<N: Network>(config: Config<N::Config>, config_path: PathBuf) ->
         portals: Portals::default(),
         login_sessions: LoginSessions::default(),
         remote_tx,
+        metrics: Arc::new(Metrics::default()),
     });
 
     let handler = Arc::new(handler::Handler::new(bridge.clone()));
-    let inbox = Inbox::new(store);
-    let state = server::ServerState::new(&bridge.appservice.hs_token, inbox.clone(), handler.clone());
-    let router = server::router(state, bridge.appservice.max_body_bytes);
+    let inbox = Inbox::new(store, bridge.metrics.clone());
+    let gauge_bridge = Arc::downgrade(&bridge);
+    let logins_gauge = Arc::new(move || gauge_bridge.upgrade().map_or(0, |b| b.logins.all().len() as u64));
+    let state = server::ServerState::new(
+        &bridge.appservice.hs_token,
+        inbox.clone(),
+        handler.clone(),
+        bridge.metrics.clone(),
+        logins_gauge,
+    );
+    let router = server::router(state, bridge.appservice.max_body_bytes).merge(crate::provisioning::router(bridge.clone()));
     let server_task = tokio::spawn(server::serve(listener, router, shutdown.clone()));
 
     spawn_signal_handler(shutdown.clone());
@@ -162,7 +174,10 @@ async fn run_remote_events(bridge: Arc<Bridge>, mut rx: mpsc::Receiver<(LoginId,
         tokio::select! {
             _ = bridge.shutdown.cancelled() => return,
             next = rx.recv() => match next {
-                Some((login, event)) => bridge.handle_remote_event(login, event).await,
+                Some((login, event)) => {
+                    bridge.metrics.remote_event();
+                    bridge.handle_remote_event(login, event).await
+                }
                 None => return,
             },
         }

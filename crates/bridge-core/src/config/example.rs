@@ -84,6 +84,14 @@ bridge:
   # History bridged when a portal room is created; 0 disables backfill.
   backfill:
     max_initial_messages: {backfill}
+  # Seconds a login flow waits for the user before it is cancelled.
+  login_timeout_secs: {login_timeout}
+  # The provisioning HTTP API (/_matrix/provision/v3/...) that login GUIs speak.
+  provisioning:
+    enabled: {prov_enabled}
+    # Bearer token of API clients. "{placeholder}" is replaced by a random secret when you
+    # run generate-registration; "disable" turns the API off.
+    shared_secret: {prov_secret}
 
 # Logging. RUST_LOG, when set, replaces level.
 logging:
@@ -117,6 +125,9 @@ logging:
         relay_enabled = bridge.relay.enabled,
         relay_format = q(&bridge.relay.message_format),
         backfill = bridge.backfill.max_initial_messages,
+        login_timeout = bridge.login_timeout_secs,
+        prov_enabled = bridge.provisioning.enabled,
+        prov_secret = q(&bridge.provisioning.shared_secret),
         log_level = q(&example.logging.level),
         log_format = match example.logging.format {
             super::LogFormat::Pretty => "pretty",

@@ -9,7 +9,7 @@ use rand::{distr::Alphanumeric, Rng};
 use serde::{Deserialize, Serialize};
 
 use super::error::{locate_key, yaml_key};
-use super::{write_file, Config, ConfigError};
+use super::{is_placeholder, write_file, Config, ConfigError};
 use crate::network::{NetworkConfig, NetworkInfo};
 
 /// Length of generated tokens.
@@ -186,7 +186,18 @@ pub(crate) fn generate_with_env<N: NetworkConfig>(
     if wanted {
         config.appservice.as_token = generate_token();
         config.appservice.hs_token = generate_token();
-        write_tokens::<N>(info, config_path, &loaded.text, &config)?;
+    }
+    // The provisioning API's secret is generated the same way when the file has the key
+    // (without it the API stays off), unless the environment sets it.
+    let secret_key = "bridge.provisioning.shared_secret";
+    let secret_wanted = is_placeholder(&config.bridge.provisioning.shared_secret)
+        && locate_key(&loaded.text, secret_key).is_some()
+        && !loaded.overridden.iter().any(|(_, key)| secret_key.starts_with(key.as_str()));
+    if secret_wanted {
+        config.bridge.provisioning.shared_secret = generate_token();
+    }
+    if wanted || secret_wanted {
+        write_tokens::<N>(info, config_path, &loaded.text, &config, wanted, secret_wanted)?;
     }
     let registration = Registration::from_config(&config);
     write_file(registration_path, &registration.to_yaml()?)?;
@@ -196,29 +207,62 @@ pub(crate) fn generate_with_env<N: NetworkConfig>(
     })
 }
 
-/// Writes `config`'s tokens into the file: by editing the two lines when the file is in
-/// block style, otherwise by rewriting it whole.
+/// Writes `config`'s tokens (when `tokens`) and provisioning secret (when `secret`) into the
+/// file: by editing their lines when the file is in block style, otherwise by rewriting it
+/// whole.
 fn write_tokens<N: NetworkConfig>(
     info: &NetworkInfo,
     path: &Path,
     text: &str,
     config: &Config<N>,
+    tokens: bool,
+    secret: bool,
 ) -> Result<(), ConfigError> {
     let (as_token, hs_token) = (&config.appservice.as_token, &config.appservice.hs_token);
-    let edited = set_key(&set_key(text, "as_token", as_token), "hs_token", hs_token);
+    let shared_secret = &config.bridge.provisioning.shared_secret;
+    let mut edited = text.to_owned();
+    if tokens {
+        edited = set_key(&set_key(&edited, "as_token", as_token), "hs_token", hs_token);
+    }
+    if secret {
+        edited = replace_line(&edited, "bridge.provisioning.shared_secret", shared_secret);
+    }
     let no_env = BTreeMap::new();
     let reparsed = Config::<N>::parse_with_env(path, &edited, info, &no_env);
     if let Ok((check, _)) = reparsed {
-        if &check.appservice.as_token == as_token && &check.appservice.hs_token == hs_token {
+        let tokens_ok = !tokens
+            || (&check.appservice.as_token == as_token && &check.appservice.hs_token == hs_token);
+        let secret_ok = !secret || &check.bridge.provisioning.shared_secret == shared_secret;
+        if tokens_ok && secret_ok {
             return write_file(path, &edited);
         }
     }
     // Not a layout the line editor understands: rewrite the file from the file's own values.
     let (mut own, _) = Config::<N>::parse_with_env(path, text, info, &no_env)?;
-    own.appservice.as_token = as_token.clone();
-    own.appservice.hs_token = hs_token.clone();
+    if tokens {
+        own.appservice.as_token = as_token.clone();
+        own.appservice.hs_token = hs_token.clone();
+    }
+    if secret {
+        own.bridge.provisioning.shared_secret = shared_secret.clone();
+    }
     tracing::warn!(path = %path.display(), "rewriting the config file to store new tokens; its comments are lost");
     own.save(path)
+}
+
+/// Replaces the line of the dotted `key` in block-style YAML text by `key: value`; leaves
+/// the text unchanged when the key is not there.
+fn replace_line(text: &str, key: &str, value: &str) -> String {
+    let Some((line, column)) = locate_key(text, key) else {
+        return text.to_owned();
+    };
+    let name = key.rsplit('.').next().unwrap_or(key);
+    let value = serde_json::to_string(value).unwrap_or_default();
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    lines[line - 1] = format!("{}{name}: {value}", " ".repeat(column - 1));
+    let mut out = lines.join("\n");
+    out.push('\n');
+    out
 }
 
 /// Sets `appservice.<key>` to `value` in block-style YAML text: replaces the key's line, or
@@ -334,6 +378,35 @@ mod tests {
         assert_eq!(a.len(), TOKEN_LENGTH);
         assert!(a.chars().all(|c| c.is_ascii_alphanumeric()));
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn provisioning_secret_is_generated_once_and_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let example = Config::<TestNetConfig>::example_yaml(&test_info()).expect("example");
+        std::fs::write(dir.path().join("config.yaml"), &example).expect("write");
+        let load = |dir: &Path| {
+            Config::<TestNetConfig>::load_with_env(
+                &dir.join("config.yaml"),
+                &test_info(),
+                &BTreeMap::new(),
+            )
+            .expect("loads")
+            .config
+        };
+        generate(dir.path(), false).expect("first run");
+        let first = load(dir.path()).bridge.provisioning.shared_secret;
+        assert!(!is_placeholder(&first));
+        let text = std::fs::read_to_string(dir.path().join("config.yaml")).expect("read");
+        assert!(text.contains("# Bearer token of API clients"), "comments kept:\n{text}");
+        generate(dir.path(), true).expect("rotate tokens");
+        assert_eq!(load(dir.path()).bridge.provisioning.shared_secret, first);
+
+        // "disable" is kept as it is.
+        let disabled = example.replace("shared_secret: \"generate\"", "shared_secret: \"disable\"");
+        std::fs::write(dir.path().join("config.yaml"), &disabled).expect("write");
+        generate(dir.path(), false).expect("run");
+        assert_eq!(load(dir.path()).bridge.provisioning.shared_secret, "disable");
     }
 
     #[test]

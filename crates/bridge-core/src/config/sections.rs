@@ -219,6 +219,10 @@ pub struct BridgeConfig {
     pub relay: RelayConfig,
     /// History fetched when a portal room is created.
     pub backfill: BackfillConfig,
+    /// Seconds a login flow may wait for the user before it is cancelled.
+    pub login_timeout_secs: u64,
+    /// The provisioning HTTP API (`/_matrix/provision/v3/...`).
+    pub provisioning: ProvisioningConfig,
 }
 
 impl BridgeConfig {
@@ -235,6 +239,8 @@ impl BridgeConfig {
             permissions,
             relay: RelayConfig::default(),
             backfill: BackfillConfig::default(),
+            login_timeout_secs: DEFAULT_LOGIN_TIMEOUT_SECS,
+            provisioning: ProvisioningConfig::default(),
         }
     }
 
@@ -279,6 +285,51 @@ impl Default for RelayConfig {
             enabled: false,
             message_format: "{sender_displayname}: {message}".to_owned(),
         }
+    }
+}
+
+/// Default of `bridge.login_timeout_secs`: ten minutes.
+pub const DEFAULT_LOGIN_TIMEOUT_SECS: u64 = 600;
+
+/// Value of `bridge.provisioning.shared_secret` that turns the provisioning API off.
+pub const SECRET_DISABLED: &str = "disable";
+
+/// `bridge.provisioning:` — the provisioning HTTP API that login GUIs speak.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProvisioningConfig {
+    /// Whether the API is served at all.
+    pub enabled: bool,
+    /// The bearer token clients must send. `generate` is replaced by a random secret when
+    /// `generate-registration` runs; `disable` turns the API off.
+    pub shared_secret: String,
+}
+
+impl ProvisioningConfig {
+    /// The secret to check requests against, or `None` when the API is off (disabled, or
+    /// the secret is still a placeholder).
+    pub fn active_secret(&self) -> Option<&str> {
+        let secret = self.shared_secret.trim();
+        (self.enabled && !is_placeholder(secret) && secret != SECRET_DISABLED).then_some(secret)
+    }
+}
+
+impl Default for ProvisioningConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            shared_secret: TOKEN_PLACEHOLDER.to_owned(),
+        }
+    }
+}
+
+impl fmt::Debug for ProvisioningConfig {
+    // Hand-written so the shared secret never reaches a log line through `{:?}`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProvisioningConfig")
+            .field("enabled", &self.enabled)
+            .field("shared_secret", &"<redacted>")
+            .finish()
     }
 }
 
@@ -350,6 +401,24 @@ mod tests {
             ]),
             relay: RelayConfig::default(),
             backfill: BackfillConfig::default(),
+            login_timeout_secs: DEFAULT_LOGIN_TIMEOUT_SECS,
+            provisioning: ProvisioningConfig::default(),
+        }
+    }
+
+    #[test]
+    fn provisioning_secret_is_active_only_when_real() {
+        let cases = [
+            (true, "generate", None),
+            (true, "", None),
+            (true, "disable", None),
+            (false, "s3cret-s3cret-s3cret", None),
+            (true, "s3cret-s3cret-s3cret", Some("s3cret-s3cret-s3cret")),
+        ];
+        for (enabled, secret, want) in cases {
+            let config = ProvisioningConfig { enabled, shared_secret: secret.into() };
+            assert_eq!(config.active_secret(), want, "{enabled} {secret}");
+            assert!(!format!("{config:?}").contains("s3cret"));
         }
     }
 

@@ -24,8 +24,9 @@ pub struct OutgoingMessage {
     pub reply_to: Option<RemoteMessageId>,
     /// The thread root, if sent in a thread.
     pub thread_root: Option<RemoteMessageId>,
-    /// In relay mode, the Matrix user's display name (the client formats it as the
-    /// network allows: a webhook name, a `name: text` prefix).
+    /// In relay mode, the Matrix user's display name. The core has already applied
+    /// `bridge.relay.message_format` to the text (or a file's caption); a network that can
+    /// show the name natively (a webhook name) may use this as well.
     pub relayed_from: Option<String>,
 }
 
@@ -38,7 +39,9 @@ pub enum OutgoingContent {
         body: String,
         /// Matrix HTML, if formatted.
         html: Option<String>,
-        /// Remote users mentioned (resolved from ghost pills).
+        /// Remote users mentioned, in order of their first pill in `html`, then those only
+        /// listed in `m.mentions`. The pills in `html` keep their `https://matrix.to/#/@ghost`
+        /// links; [`super::EventSender::remote_user_id`] maps a link's user back.
         mentions: Vec<RemoteUserId>,
         /// Whether it was an emote (`/me`).
         emote: bool,

@@ -315,6 +315,14 @@ impl EventSender {
         self.ghosts.user_id(user.as_str())
     }
 
+    /// The remote user a ghost stands for (the inverse of [`EventSender::ghost_user_id`]):
+    /// lets a network's HTML → markup converter turn the pills (`https://matrix.to/#/@…`)
+    /// in [`super::OutgoingContent::Text::html`] into its own mentions. `None` for a Matrix
+    /// user who is not one of this bridge's ghosts.
+    pub fn remote_user_id(&self, user: &ruma::UserId) -> Option<RemoteUserId> {
+        self.ghosts.remote_id(user).map(RemoteUserId)
+    }
+
     /// An HTML pill mentioning a remote user's ghost (`<a href="https://matrix.to/#/@…">name</a>`),
     /// or the escaped name alone if the ID cannot be a ghost.
     pub fn mention_pill(&self, user: &RemoteUserId, name: &str) -> String {

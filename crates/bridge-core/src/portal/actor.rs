@@ -1,0 +1,145 @@
+//! The portal actor: one task per portal that applies its events in order.
+//!
+//! The actor owns the portal's row (loaded once, written through) and the little state
+//! that only matters while the process runs (who is typing, edits just sent from Matrix).
+//! It stops when the bridge shuts down or the portal is deleted.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
+
+use ruma::{OwnedRoomId, OwnedUserId};
+use tokio::sync::mpsc;
+use tracing::Instrument as _;
+
+use super::{chat_ref, Handle, PortalError, PortalMsg};
+use crate::{
+    bridge::{logins::LiveLogin, Bridge},
+    network::{events::ChatRef, LoginId},
+    store::{Portal, PortalKey},
+};
+
+/// How many events may wait in one portal's queue before senders wait.
+pub const QUEUE_SIZE: usize = 64;
+
+/// Starts the actor of `key` and returns its queue.
+pub(super) fn spawn(bridge: Arc<Bridge>, key: PortalKey) -> Handle {
+    let (tx, rx) = mpsc::channel(QUEUE_SIZE);
+    let span = tracing::info_span!("portal", chat = %key.remote_id, receiver = %key.receiver);
+    tokio::spawn(run(bridge, key, rx).instrument(span));
+    Handle { tx }
+}
+
+async fn run(bridge: Arc<Bridge>, key: PortalKey, mut rx: mpsc::Receiver<PortalMsg>) {
+    let portal = match bridge.store.portals().get_by_key(&key).await {
+        Ok(portal) => portal,
+        Err(e) => {
+            tracing::error!(error = %e, "could not load the portal; stopping its actor");
+            return;
+        }
+    };
+    let shutdown = bridge.shutdown.clone();
+    let mut actor = Actor { bridge, key, portal, typing: HashSet::new(), sent_edits: HashMap::new() };
+    loop {
+        let msg = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            msg = rx.recv() => msg,
+        };
+        let Some(msg) = msg else { return };
+        if !actor.handle(msg).await {
+            return;
+        }
+    }
+}
+
+/// The state of one portal's actor.
+pub(super) struct Actor {
+    pub bridge: Arc<Bridge>,
+    pub key: PortalKey,
+    /// The stored portal, once it exists.
+    pub portal: Option<Portal>,
+    /// Matrix users whose typing was forwarded to the network.
+    pub typing: HashSet<OwnedUserId>,
+    /// Remote message → body of the edit just sent from Matrix, to skip its echo.
+    pub sent_edits: HashMap<String, String>,
+}
+
+impl Actor {
+    /// Handles one message; `false` stops the actor.
+    async fn handle(&mut self, msg: PortalMsg) -> bool {
+        match msg {
+            PortalMsg::Remote { login, event } => self.handle_remote(login, event).await,
+            PortalMsg::Matrix(event) => self.handle_matrix(event).await,
+            PortalMsg::Ephemeral(event) => self.handle_ephemeral(event).await,
+            PortalMsg::Sync { login, create } => self.sync(login, create).await,
+            PortalMsg::EnsureRoom { login, other, reply } => {
+                let result = self.start_chat(&login, other).await;
+                let _ = reply.send(result);
+            }
+            PortalMsg::SetRelay { login, reply } => {
+                let result = self.set_relay(login).await;
+                let _ = reply.send(result);
+            }
+            PortalMsg::Delete { reply } => {
+                let result = self.delete_portal().await;
+                let ok = result.is_ok();
+                let _ = reply.send(result);
+                return !ok;
+            }
+        }
+        true
+    }
+
+    /// The portal's room, if it has one.
+    pub fn room(&self) -> Option<OwnedRoomId> {
+        self.portal.as_ref()?.mxid.as_deref().and_then(|r| OwnedRoomId::try_from(r).ok())
+    }
+
+    /// The chat this portal stands for.
+    pub fn chat(&self) -> ChatRef {
+        chat_ref(&self.key)
+    }
+
+    /// The live login with this ID.
+    pub fn live(&self, login: &LoginId) -> Result<LiveLogin, PortalError> {
+        self.bridge.logins.get(login).ok_or_else(|| PortalError::NoLogin(login.to_string()))
+    }
+
+    /// Writes the portal row.
+    pub async fn save(&self) -> Result<(), PortalError> {
+        if let Some(portal) = &self.portal {
+            self.bridge.store.portals().upsert(portal).await?;
+        }
+        Ok(())
+    }
+
+    async fn start_chat(&mut self, login: &LoginId, other: Option<crate::network::RemoteUserId>) -> Result<OwnedRoomId, PortalError> {
+        let live = self.live(login)?;
+        if let Some(room) = self.room() {
+            // An existing room: invite the user again in case they left.
+            if let Err(e) = self.bridge.bot_intent().invite(&room, &live.user).await {
+                tracing::debug!(error = %e, "could not re-invite the user (probably already joined)");
+            }
+            return Ok(room);
+        }
+        self.ensure_room(&live, other.as_ref()).await
+    }
+
+    async fn set_relay(&mut self, login: Option<LoginId>) -> Result<(), PortalError> {
+        let portal = self.portal.as_mut().ok_or(PortalError::NoRoom)?;
+        portal.relay_login_id = login.map(|l| l.0);
+        self.save().await
+    }
+
+    async fn sync(&mut self, login: LoginId, create: bool) {
+        let Ok(live) = self.live(&login) else { return };
+        if self.room().is_some() {
+            self.catch_up(&live).await;
+        } else if create {
+            if let Err(e) = self.ensure_room(&live, None).await {
+                tracing::warn!(error = %e, "could not create a portal for a recent chat");
+            }
+        }
+    }
+}

@@ -1,0 +1,301 @@
+//! Remote → Matrix: each [`RemoteEvent`] of a portal becomes Matrix actions by the
+//! sender's ghost. Messages are mapped part by part in the message map; a part already
+//! mapped (the echo of a message sent from Matrix, or a redelivery after a restart) is
+//! skipped, so nothing is bridged twice.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use ruma::{MilliSecondsSinceUnixEpoch, OwnedEventId, RoomId, UInt};
+use serde_json::{json, Map, Value};
+
+use super::{
+    actor::Actor,
+    convert::{self, add_relations, describe_media, edit_content, Uploaded},
+    PortalError,
+};
+use crate::{
+    bridge::logins::LiveLogin,
+    matrix::{Intent, MatrixError},
+    network::{
+        events::{Media, MessageContent, MessagePart, Sender},
+        LoginId, RemoteEvent, RemoteMessageId,
+    },
+    store::{Message, Reaction, StoreError},
+};
+
+/// Sends a message event built as JSON, backdated to `ts` (ms) when given.
+pub(super) async fn send_json(intent: &Intent, room: &RoomId, event_type: &str, content: Map<String, Value>, ts: Option<i64>) -> Result<OwnedEventId, MatrixError> {
+    let raw = serde_json::value::to_raw_value(&Value::Object(content))
+        .map(ruma::serde::Raw::from_json)
+        .map_err(|e| MatrixError::InvalidRequest(e.to_string()))?;
+    let ts = ts.and_then(|t| u64::try_from(t).ok()).and_then(UInt::new).map(MilliSecondsSinceUnixEpoch);
+    intent.send_message_raw(room, event_type.into(), raw, ts).await
+}
+
+/// Whether a store error is the unique-constraint conflict of an already mapped row.
+fn is_conflict(e: &StoreError) -> bool {
+    matches!(e, StoreError::Conflict(_))
+}
+
+impl Actor {
+    /// Applies one remote event. Failures are logged: the network cannot be told.
+    pub(super) async fn handle_remote(&mut self, login: LoginId, event: RemoteEvent) {
+        let Ok(live) = self.live(&login) else {
+            tracing::debug!(%login, "event from a login that is gone; dropped");
+            return;
+        };
+        if let Err(e) = self.apply_remote(&live, event).await {
+            tracing::warn!(error = %e, "could not bridge a remote event");
+        }
+    }
+
+    async fn apply_remote(&mut self, live: &LiveLogin, event: RemoteEvent) -> Result<(), PortalError> {
+        if let RemoteEvent::Message { sender, .. } = &event {
+            let other = (!sender.is_from_me).then(|| sender.user.clone());
+            let room = self.ensure_room(live, other.as_ref()).await?;
+            return self.bridge_message(live, &room, &event).await;
+        }
+        if let RemoteEvent::ChatInfoChanged { info, .. } = &event {
+            return self.update_info(live, info).await;
+        }
+        let Some(room) = self.room() else {
+            tracing::debug!("event for a chat without a room; dropped");
+            return Ok(());
+        };
+        match event {
+            RemoteEvent::Edit { id, sender, timestamp, parts, .. } => self.remote_edit(live, &room, &id, &sender, timestamp, &parts).await,
+            RemoteEvent::Delete { id, sender, .. } => self.remote_delete(live, &room, &id, &sender).await,
+            RemoteEvent::ReactionAdd { target, sender, emoji_id, emoji, timestamp, .. } => {
+                let Some(part) = self.first_part(&target).await? else { return Ok(()) };
+                let store = self.bridge.store.reactions();
+                if store.get(&self.key, &part.remote_id, &part.part_id, sender.user.as_str(), emoji_id.as_str()).await?.is_some() {
+                    return Ok(()); // already bridged (or our own reaction's echo)
+                }
+                let ghost = self.bridge.ghost_intent(live.client.as_ref(), &sender.user).await?;
+                let target_event = event_id(&part.mxid)?;
+                let mxid = ghost.react(&room, &target_event, &emoji).await?;
+                let reaction = Reaction {
+                    portal: self.key.clone(),
+                    message_remote_id: part.remote_id,
+                    message_part_id: part.part_id,
+                    sender_remote_id: sender.user.0.clone(),
+                    emoji_id: emoji_id.0,
+                    mxid: mxid.to_string(),
+                    emoji,
+                    timestamp,
+                    metadata: json!({}),
+                };
+                store.upsert(&reaction).await?;
+                Ok(())
+            }
+            RemoteEvent::ReactionRemove { target, sender, emoji_id, .. } => {
+                let Some(part) = self.first_part(&target).await? else { return Ok(()) };
+                let store = self.bridge.store.reactions();
+                let Some(row) = store.get(&self.key, &part.remote_id, &part.part_id, sender.user.as_str(), emoji_id.as_str()).await? else {
+                    return Ok(());
+                };
+                let ghost = self.bridge.ghost_intent(live.client.as_ref(), &sender.user).await?;
+                self.redact_as(&ghost, &room, &row.mxid).await?;
+                store.delete(&row).await?;
+                Ok(())
+            }
+            RemoteEvent::Typing { sender, timeout_ms, .. } => {
+                if sender.is_from_me {
+                    return Ok(());
+                }
+                let ghost = self.bridge.ghost_intent(live.client.as_ref(), &sender.user).await?;
+                ghost.typing(&room, timeout_ms > 0, Duration::from_millis(timeout_ms)).await?;
+                Ok(())
+            }
+            RemoteEvent::ReadReceipt { sender, up_to, .. } => {
+                if sender.is_from_me {
+                    return Ok(()); // the user's own receipt needs double puppeting
+                }
+                let parts = self.bridge.store.messages().get_parts(&self.key, up_to.as_str()).await?;
+                let Some(last) = parts.last() else { return Ok(()) };
+                let ghost = self.bridge.ghost_intent(live.client.as_ref(), &sender.user).await?;
+                ghost.mark_read(&room, &event_id(&last.mxid)?).await?;
+                Ok(())
+            }
+            RemoteEvent::ChatDeleted { .. } => {
+                let text = format!("This chat was deleted on {} or you left it; this room is no longer bridged.", self.bridge.info.display_name);
+                if let Err(e) = crate::commands::reply(&self.bridge, &room, None, &text).await {
+                    tracing::warn!(error = %format!("{e:#}"), "could not announce a deleted chat");
+                }
+                self.remove_from_spaces(&room).await;
+                self.unlink(Some(&room)).await
+            }
+            RemoteEvent::Message { .. } | RemoteEvent::ChatInfoChanged { .. } | RemoteEvent::UserInfoChanged { .. } | RemoteEvent::StateChanged(_) => Ok(()),
+        }
+    }
+
+    /// Bridges a [`RemoteEvent::Message`] into `room`, part by part, skipping parts already
+    /// in the message map. Also used by backfill and catch-up.
+    pub(super) async fn bridge_message(&mut self, live: &LiveLogin, room: &RoomId, event: &RemoteEvent) -> Result<(), PortalError> {
+        let RemoteEvent::Message { id, sender, timestamp, parts, reply_to, thread_root, .. } = event else { return Ok(()) };
+        let messages = self.bridge.store.messages();
+        let mut pending: Vec<&MessagePart> = Vec::new();
+        for part in parts {
+            if messages.get_part(&self.key, id.as_str(), part.id.as_str()).await?.is_none() {
+                pending.push(part);
+            }
+        }
+        if pending.is_empty() {
+            tracing::debug!(message = %id, "message already bridged; skipped");
+            return Ok(());
+        }
+        let ghost = self.bridge.ghost_intent(live.client.as_ref(), &sender.user).await?;
+        let reply_event = match reply_to {
+            Some(r) => self.first_part(r).await?.map(|m| m.mxid),
+            None => None,
+        };
+        let thread_event = match thread_root {
+            Some(r) => self.first_part(r).await?.map(|m| m.mxid),
+            None => None,
+        };
+        for (i, part) in pending.into_iter().enumerate() {
+            let mut content = self.part_content(live, &ghost, &part.content).await;
+            add_relations(&mut content.content, if i == 0 { reply_event.as_deref() } else { None }, thread_event.as_deref());
+            let mxid = send_json(&ghost, room, content.event_type, content.content, Some(*timestamp)).await?;
+            let row = Message {
+                portal: self.key.clone(),
+                remote_id: id.0.clone(),
+                part_id: part.id.0.clone(),
+                mxid: mxid.to_string(),
+                room_mxid: room.to_string(),
+                sender_remote_id: sender.user.0.clone(),
+                sender_mxid: ghost.user_id().to_string(),
+                timestamp: *timestamp,
+                thread_root: thread_root.as_ref().map(|t| t.0.clone()),
+                metadata: json!({}),
+            };
+            match messages.insert(&row).await {
+                Err(e) if is_conflict(&e) => tracing::debug!(message = %id, "part mapped meanwhile"),
+                other => other?,
+            }
+        }
+        Ok(())
+    }
+
+    /// The Matrix content of one part; media is downloaded and uploaded here, and a
+    /// notice says why when that fails.
+    async fn part_content(&self, live: &LiveLogin, ghost: &Intent, content: &MessageContent) -> convert::MatrixContent {
+        let ghosts = &self.bridge.ghosts;
+        let MessageContent::Media(media) = content else {
+            return convert::matrix_content(content, None, ghosts);
+        };
+        match self.upload_media(live, ghost, media).await {
+            Ok(up) => convert::matrix_content(content, Some(&up), ghosts),
+            Err(reason) => {
+                tracing::warn!(%reason, "could not bridge remote media");
+                let body = format!("{} could not be bridged: {reason}", describe_media(media));
+                convert::matrix_content(&MessageContent::Notice { body }, None, ghosts)
+            }
+        }
+    }
+
+    async fn upload_media(&self, live: &LiveLogin, ghost: &Intent, media: &Media) -> Result<Uploaded, String> {
+        let limit = self.upload_limit().await;
+        let too_big = |size: u64| limit.filter(|l| size > *l).map(|l| format!("it is too large ({size} bytes; the homeserver accepts up to {l})"));
+        if let Some(reason) = media.size.and_then(too_big) {
+            return Err(reason);
+        }
+        let (data, mime): (Bytes, Option<String>) = live.client.download_media(&media.source).await.map_err(|e| format!("download failed: {e}"))?;
+        let size = data.len() as u64;
+        if let Some(reason) = too_big(size) {
+            return Err(reason);
+        }
+        let mime = media.mime.clone().or(mime).unwrap_or_else(|| "application/octet-stream".to_owned());
+        let filename = (!media.filename.is_empty()).then_some(media.filename.as_str());
+        let mxc = ghost.upload(data, &mime, filename).await.map_err(|e| format!("upload failed: {e}"))?;
+        Ok(Uploaded { mxc: mxc.to_string(), size, mime })
+    }
+
+    /// The homeserver's upload size limit (asked once per process; `None` if unknown).
+    async fn upload_limit(&self) -> Option<u64> {
+        let client = self.bridge.matrix.clone();
+        *self
+            .bridge
+            .portals
+            .upload_limit
+            .get_or_init(|| async move {
+                for path in [["_matrix", "client", "v1", "media", "config"].as_slice(), ["_matrix", "media", "v3", "config"].as_slice()] {
+                    let request = crate::matrix::RawRequest {
+                        method: http::Method::GET,
+                        path: path.iter().map(|s| s.to_string()).collect(),
+                        query: Vec::new(),
+                        content_type: None,
+                        body: Bytes::new(),
+                    };
+                    if let Ok(response) = client.send_raw(request, None, Default::default()).await {
+                        let parsed: Value = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
+                        return parsed.get("m.upload.size").and_then(Value::as_u64);
+                    }
+                }
+                None
+            })
+            .await
+    }
+
+    async fn remote_edit(&mut self, live: &LiveLogin, room: &RoomId, id: &RemoteMessageId, sender: &Sender, ts: i64, parts: &[MessagePart]) -> Result<(), PortalError> {
+        if let (Some(sent), Some(MessagePart { content: MessageContent::Text { body, .. }, .. })) = (self.sent_edits.get(id.as_str()), parts.first()) {
+            if sent == body {
+                self.sent_edits.remove(id.as_str());
+                return Ok(()); // the echo of an edit made on Matrix
+            }
+        }
+        let existing = self.bridge.store.messages().get_parts(&self.key, id.as_str()).await?;
+        if existing.is_empty() {
+            return Ok(());
+        }
+        let ghost = self.bridge.ghost_intent(live.client.as_ref(), &sender.user).await?;
+        for part in parts {
+            let target = existing.iter().find(|m| m.part_id == part.id.as_str()).or_else(|| (parts.len() == 1).then(|| &existing[0]));
+            let Some(target) = target else { continue };
+            let content = self.part_content(live, &ghost, &part.content).await;
+            let edit = edit_content(&content.content, &target.mxid);
+            send_json(&ghost, room, content.event_type, edit, Some(ts)).await?;
+        }
+        Ok(())
+    }
+
+    async fn remote_delete(&mut self, live: &LiveLogin, room: &RoomId, id: &RemoteMessageId, sender: &Sender) -> Result<(), PortalError> {
+        let parts = self.bridge.store.messages().get_parts(&self.key, id.as_str()).await?;
+        if parts.is_empty() {
+            return Ok(()); // unknown, or deleted from Matrix (our own echo)
+        }
+        let ghost = self.bridge.ghost_intent(live.client.as_ref(), &sender.user).await?;
+        for part in &parts {
+            self.redact_as(&ghost, room, &part.mxid).await?;
+        }
+        self.bridge.store.messages().delete_by_remote(&self.key, id.as_str()).await?;
+        Ok(())
+    }
+
+    /// Redacts `event` as `intent`, or as the bot when the homeserver refuses (the event
+    /// was sent by someone else).
+    async fn redact_as(&self, intent: &Intent, room: &RoomId, event: &str) -> Result<(), PortalError> {
+        let event = event_id(event)?;
+        match intent.redact(room, &event, None).await {
+            Err(e) if e.is("M_FORBIDDEN") => {
+                self.bridge.bot_intent().redact(room, &event, None).await?;
+            }
+            other => {
+                other?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The first mapped part of a remote message.
+    pub(super) async fn first_part(&self, id: &RemoteMessageId) -> Result<Option<Message>, PortalError> {
+        Ok(self.bridge.store.messages().get_parts(&self.key, id.as_str()).await?.into_iter().next())
+    }
+}
+
+/// Parses a stored event ID.
+pub(super) fn event_id(id: &str) -> Result<OwnedEventId, PortalError> {
+    OwnedEventId::try_from(id).map_err(|e| PortalError::Refused(format!("invalid stored event id {id}: {e}")))
+}
+

@@ -1,0 +1,335 @@
+//! The bridging engine end to end: portals, ghosts and messages both ways, relay, and a
+//! bridge restart — the `bridge-test` binary over the test network, against Synapse.
+
+use bridge_core::network::events::MediaKind;
+use bridge_tests::{
+    testnet::{Action, ChatSpec, MediaSpec, MessageSpec, Sent, TestNet},
+    wait_until, TestUser,
+};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::env::{body, tail, Options, TestBridge, WAIT};
+
+/// A bridge over a fresh test network with a logged-in Matrix user.
+struct Env {
+    bridge: TestBridge,
+    net: TestNet,
+    user: TestUser,
+}
+
+/// The test network account of the Matrix user (also its login ID).
+const ME: &str = "me";
+
+async fn setup(relay: bool) -> anyhow::Result<Env> {
+    let net = TestNet::start().await?;
+    let mut config_edits = vec![("server: \"\"".to_owned(), format!("server: \"{}\"", net.url()))];
+    if relay {
+        config_edits.push(("enabled: false\n    message_format".to_owned(), "enabled: true\n    message_format".to_owned()));
+    }
+    let bridge = TestBridge::start(Options { config_edits, ..Options::default() }).await?;
+    let user = bridge.user("alice").await?;
+    let management = bridge.management_room(&user).await?;
+    net.add_bot_account("token-me", ME, "Me Myself");
+    bridge.command(&user, &management, "login token").await?;
+    user.send_text(&management, "token-me").await?;
+    user.wait_for_event(&management, |e| bridge.is_bot_notice(e) && body(e).contains("Logged in"), WAIT).await?;
+    Ok(Env { bridge, net, user })
+}
+
+/// Runs a test body; on failure prints the end of the bridge's log.
+async fn with_log(bridge: &TestBridge, body: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    let result = body.await;
+    if result.is_err() {
+        eprintln!("bridge log:\n{}", tail(&bridge.log(), 150));
+    }
+    result
+}
+
+fn ghost(remote: &str) -> String {
+    format!("@test_{remote}:test.localhost")
+}
+
+/// Joins every pending invite of `user` and returns the portal room of `chat` (found by its
+/// `m.bridge` state key).
+async fn portal(user: &TestUser, chat: &str, receiver: &str) -> anyhow::Result<String> {
+    let key = format!("test://{receiver}/{chat}");
+    let found = wait_until(WAIT, &format!("the portal of {chat}"), || async {
+        for room in user.invites().await? {
+            user.join(&room).await?;
+        }
+        for room in user.joined_rooms().await? {
+            if user.room_state(&room, "m.bridge", &key).await.ok().flatten().is_some() {
+                return Ok(Some(room));
+            }
+        }
+        Ok(None)
+    })
+    .await;
+    if found.is_err() {
+        for room in user.joined_rooms().await? {
+            let state = user.call(Method::GET, &format!("/_matrix/client/v3/rooms/{room}/state"), None).await?;
+            eprintln!("state of {room}: {state}");
+        }
+    }
+    found
+}
+
+/// Waits for a message from `sender` in `room` with this body; returns the event.
+async fn wait_message(user: &TestUser, room: &str, sender: &str, text: &str) -> anyhow::Result<Value> {
+    user.wait_for_event(room, |e| e["sender"] == sender && body(e) == text, WAIT).await
+}
+
+fn event_id(event: &Value) -> String {
+    event["event_id"].as_str().unwrap_or_default().to_owned()
+}
+
+/// Polls `/sync` until the room's ephemeral events hold one matching `predicate`.
+async fn wait_ephemeral(user: &TestUser, room: &str, predicate: impl Fn(&Value) -> bool) -> anyhow::Result<Value> {
+    wait_until(WAIT, "an ephemeral event", || async {
+        let sync = user.sync_once(None).await?;
+        let events = sync["rooms"]["join"][room]["ephemeral"]["events"].as_array().cloned().unwrap_or_default();
+        Ok(events.into_iter().find(|e| predicate(e)))
+    })
+    .await
+}
+
+fn sent_text(action: &Action) -> Option<(&str, &str)> {
+    match action {
+        Action::Send { chat, content: Sent::Text { body, .. }, .. } => Some((chat.as_str(), body.as_str())),
+        _ => None,
+    }
+}
+
+/// The remote ID the bridge assigned to a message it sent with this body.
+async fn sent_id(net: &TestNet, text: &str) -> anyhow::Result<String> {
+    let action = net.wait_action(WAIT, |a| sent_text(a).is_some_and(|(_, b)| b == text)).await?;
+    match action {
+        Action::Send { id, .. } => Ok(id),
+        _ => anyhow::bail!("not a send"),
+    }
+}
+
+#[tokio::test]
+async fn remote_messages_reach_matrix() -> anyhow::Result<()> {
+    let env = setup(false).await?;
+    with_log(&env.bridge, remote_to_matrix(&env)).await
+}
+
+async fn remote_to_matrix(env: &Env) -> anyhow::Result<()> {
+    let (net, user) = (&env.net, &env.user);
+    net.add_user("bob", "Bob Builder");
+    net.add_chat(ChatSpec::direct("d1", ME, "bob"));
+    let bob = ghost("bob");
+
+    // The first message creates the DM portal, named after the person, with their ghost.
+    let m1 = net.push_message("d1", "bob", MessageSpec::text("hello"))?;
+    let room = portal(user, "d1", ME).await?;
+    let e1 = wait_message(user, &room, &bob, "hello").await?;
+    assert_eq!(user.room_state(&room, "m.room.name", "").await?.unwrap_or_default()["name"], "Bob Builder");
+    assert_eq!(user.profile(&bob).await?["displayname"], "Bob Builder");
+    let bridge_info = user.room_state(&room, "m.bridge", "test://me/d1").await?.unwrap_or_default();
+    assert_eq!(bridge_info["protocol"]["id"], "test");
+    assert_eq!(bridge_info["channel"]["id"], "d1");
+
+    // Formatted text with a mention, and a reply.
+    let html = "<b>hi</b> <a href=\"https://matrix.to/#/@test_bob:test.localhost\">Bob</a>";
+    let spec = MessageSpec { text: "hi Bob".into(), html: Some(html.into()), mentions: vec!["bob".into()], reply_to: Some(m1.clone()), media: None };
+    let m2 = net.push_message("d1", "bob", spec)?;
+    let e2 = wait_message(user, &room, &bob, "hi Bob").await?;
+    assert_eq!(e2["content"]["format"], "org.matrix.custom.html");
+    assert_eq!(e2["content"]["formatted_body"], html);
+    assert_eq!(e2["content"]["m.mentions"]["user_ids"], json!([bob]));
+    assert_eq!(e2["content"]["m.relates_to"]["m.in_reply_to"]["event_id"], event_id(&e1));
+
+    // Edit, reaction add and remove, delete.
+    net.push_edit("d1", &m1, "bob", "hello again", None)?;
+    let edit = wait_message(user, &room, &bob, "* hello again").await?;
+    assert_eq!(edit["content"]["m.new_content"]["body"], "hello again");
+    assert_eq!(edit["content"]["m.relates_to"], json!({"rel_type": "m.replace", "event_id": event_id(&e1)}));
+    net.push_reaction("d1", &m1, "bob", "👍", true)?;
+    let reaction = user.wait_for_event(&room, |e| e["type"] == "m.reaction" && e["sender"] == bob.as_str(), WAIT).await?;
+    assert_eq!(reaction["content"]["m.relates_to"], json!({"rel_type": "m.annotation", "event_id": event_id(&e1), "key": "👍"}));
+    net.push_reaction("d1", &m1, "bob", "👍", false)?;
+    let reaction_id = event_id(&reaction);
+    user.wait_for_event(&room, |e| e["event_id"] == reaction_id.as_str() && e["unsigned"]["redacted_because"].is_object(), WAIT).await?;
+    net.push_delete("d1", &m2, "bob")?;
+    let e2_id = event_id(&e2);
+    user.wait_for_event(&room, |e| e["event_id"] == e2_id.as_str() && e["unsigned"]["redacted_because"].is_object(), WAIT).await?;
+
+    // An image and a file, with their bytes.
+    let png = vec![0x89, b'P', b'N', b'G', 1, 2, 3];
+    let image = MediaSpec { kind: MediaKind::Image, filename: "cat.png".into(), mime: "image/png".into(), bytes: png.clone() };
+    net.push_message("d1", "bob", MessageSpec { media: Some(image), ..MessageSpec::default() })?;
+    let event = user.wait_for_event(&room, |e| e["content"]["msgtype"] == "m.image", WAIT).await?;
+    assert_eq!(event["content"]["body"], "cat.png");
+    assert_eq!(event["content"]["info"]["mimetype"], "image/png");
+    assert_eq!(user.download_media(event["content"]["url"].as_str().unwrap_or_default()).await?, png);
+    let file = MediaSpec { kind: MediaKind::File, filename: "notes.txt".into(), mime: "text/plain".into(), bytes: b"notes".to_vec() };
+    net.push_message("d1", "bob", MessageSpec { text: "my notes".into(), media: Some(file), ..MessageSpec::default() })?;
+    let event = user.wait_for_event(&room, |e| e["content"]["msgtype"] == "m.file", WAIT).await?;
+    assert_eq!(event["content"]["body"], "my notes");
+    assert_eq!(event["content"]["filename"], "notes.txt");
+    assert_eq!(user.download_media(event["content"]["url"].as_str().unwrap_or_default()).await?, b"notes");
+
+    // Typing and a read receipt by the ghost.
+    net.push_typing("d1", "bob", 20_000)?;
+    wait_ephemeral(user, &room, |e| e["type"] == "m.typing" && e["content"]["user_ids"].as_array().is_some_and(|u| u.contains(&json!(bob)))).await?;
+    net.push_read_receipt("d1", "bob", &m1)?;
+    let e1_id = event_id(&e1);
+    wait_ephemeral(user, &room, |e| e["type"] == "m.receipt" && e["content"][e1_id.as_str()]["m.read"][bob.as_str()].is_object()).await?;
+
+    // A group chat gets its own portal with its name and members.
+    net.add_user("carol", "Carol");
+    net.add_chat(ChatSpec::group("g1", "Friends", &[ME, "bob", "carol"]));
+    net.push_message("g1", "carol", MessageSpec::text("group hello"))?;
+    let group = portal(user, "g1", "").await?;
+    wait_message(user, &group, &ghost("carol"), "group hello").await?;
+    assert_eq!(user.room_state(&group, "m.room.name", "").await?.unwrap_or_default()["name"], "Friends");
+    let members = user.joined_members(&group).await?;
+    assert!(members.contains(&bob) && members.contains(&ghost("carol")), "{members:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn matrix_messages_reach_the_network() -> anyhow::Result<()> {
+    let env = setup(false).await?;
+    with_log(&env.bridge, matrix_to_remote(&env)).await
+}
+
+async fn matrix_to_remote(env: &Env) -> anyhow::Result<()> {
+    let (net, user) = (&env.net, &env.user);
+    net.add_user("bob", "Bob");
+    net.add_chat(ChatSpec::group("g1", "Friends", &[ME, "bob"]));
+    let from_bob = net.push_message("g1", "bob", MessageSpec::text("hi from bob"))?;
+    let room = portal(user, "g1", "").await?;
+    let bob_event = event_id(&wait_message(user, &room, &ghost("bob"), "hi from bob").await?);
+
+    // Plain text goes out through the user's login; its echo is not bridged back.
+    let text_event = user.send_text(&room, "from matrix").await?;
+    let sent = sent_id(net, "from matrix").await?;
+    assert!(net.actions().iter().any(|a| matches!(a, Action::Send { login, chat, .. } if login == ME && chat == "g1")));
+
+    // Formatted text with a pill of a ghost, as a reply.
+    let content = json!({
+        "msgtype": "m.text", "body": "hey Bob",
+        "format": "org.matrix.custom.html",
+        "formatted_body": "hey <a href=\"https://matrix.to/#/@test_bob:test.localhost\">Bob</a>",
+        "m.relates_to": {"m.in_reply_to": {"event_id": bob_event}},
+    });
+    user.send_event(&room, "m.room.message", content).await?;
+    let action = net.wait_action(WAIT, |a| sent_text(a).is_some_and(|(_, b)| b == "hey Bob")).await?;
+    match action {
+        Action::Send { content: Sent::Text { html, mentions, .. }, reply_to, .. } => {
+            assert_eq!(mentions, vec!["bob".to_owned()]);
+            assert!(html.unwrap_or_default().contains("matrix.to/#/@test_bob"));
+            assert_eq!(reply_to.as_deref(), Some(from_bob.as_str()));
+        }
+        other => anyhow::bail!("unexpected {other:?}"),
+    }
+
+    // Edit, reaction add and remove, delete.
+    let edit = json!({
+        "msgtype": "m.text", "body": "* edited", "m.new_content": {"msgtype": "m.text", "body": "edited"},
+        "m.relates_to": {"rel_type": "m.replace", "event_id": text_event},
+    });
+    user.send_event(&room, "m.room.message", edit).await?;
+    net.wait_action(WAIT, |a| matches!(a, Action::Edit { id, content: Sent::Text { body, .. }, .. } if *id == sent && body == "edited")).await?;
+    let reaction = user.send_event(&room, "m.reaction", json!({"m.relates_to": {"rel_type": "m.annotation", "event_id": bob_event, "key": "🎉"}})).await?;
+    net.wait_action(WAIT, |a| matches!(a, Action::Reaction { target, emoji, add: true, .. } if *target == from_bob && emoji == "🎉")).await?;
+    user.redact(&room, &reaction, None).await?;
+    net.wait_action(WAIT, |a| matches!(a, Action::Reaction { target, add: false, .. } if *target == from_bob)).await?;
+    user.redact(&room, &text_event, None).await?;
+    net.wait_action(WAIT, |a| matches!(a, Action::Delete { id, .. } if *id == sent)).await?;
+
+    // An image with its bytes.
+    let png = vec![0x89, b'P', b'N', b'G', 9, 9];
+    let mxc = user.upload_media("image/png", png.clone()).await?;
+    user.send_event(&room, "m.room.message", json!({"msgtype": "m.image", "body": "pic.png", "url": mxc, "info": {"mimetype": "image/png"}})).await?;
+    let action = net.wait_action(WAIT, |a| matches!(a, Action::Send { content: Sent::Media { .. }, .. })).await?;
+    match action {
+        Action::Send { content: Sent::Media { kind, data, filename, .. }, .. } => {
+            assert_eq!((kind, data, filename.as_str()), (MediaKind::Image, png, "pic.png"));
+        }
+        other => anyhow::bail!("unexpected {other:?}"),
+    }
+
+    // Typing and a read receipt.
+    let path = format!("/_matrix/client/v3/rooms/{room}/typing/{}", user.user_id());
+    user.call(Method::PUT, &path, Some(&json!({"typing": true, "timeout": 10_000}))).await?;
+    net.wait_action(WAIT, |a| matches!(a, Action::Typing { chat, typing: true, .. } if chat == "g1")).await?;
+    let path = format!("/_matrix/client/v3/rooms/{room}/receipt/m.read/{bob_event}");
+    user.call(Method::POST, &path, Some(&json!({}))).await?;
+    net.wait_action(WAIT, |a| matches!(a, Action::Read { up_to, .. } if *up_to == from_bob)).await?;
+
+    // Nothing came back twice: a later remote message arrives after every echo.
+    net.push_message("g1", "bob", MessageSpec::text("last"))?;
+    wait_message(user, &room, &ghost("bob"), "last").await?;
+    let events = user.messages(&room, 100).await?;
+    let from_matrix = events.iter().filter(|e| body(e) == "hey Bob").count();
+    assert_eq!(from_matrix, 1, "the echo of a sent message is not bridged back");
+    let sends = net.actions().iter().filter(|a| sent_text(a).is_some_and(|(_, b)| b == "hey Bob")).count();
+    assert_eq!(sends, 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn relay_and_restart_lose_and_duplicate_nothing() -> anyhow::Result<()> {
+    let mut env = setup(true).await?;
+    let result = relay_and_restart(&mut env).await;
+    if result.is_err() {
+        eprintln!("bridge log:\n{}", tail(&env.bridge.log(), 150));
+    }
+    result
+}
+
+async fn relay_and_restart(env: &mut Env) -> anyhow::Result<()> {
+    env.net.add_user("bob", "Bob");
+    env.net.add_chat(ChatSpec::group("g1", "Friends", &[ME, "bob"]));
+    env.net.push_message("g1", "bob", MessageSpec::text("first"))?;
+    let room = portal(&env.user, "g1", "").await?;
+    wait_message(&env.user, &room, &ghost("bob"), "first").await?;
+
+    // A user without a login speaks through the relay once it is set.
+    let dave = env.bridge.user("dave").await?;
+    dave.set_display_name("Dave").await?;
+    env.user.invite(&room, dave.user_id()).await?;
+    dave.join(&room).await?;
+    let refused = dave.send_text(&room, "no relay yet").await?;
+    let notice = env.bridge.wait_reply(&dave, &room, &refused).await?;
+    assert!(body(&notice).contains("not logged in"), "{}", body(&notice));
+    let status = dave.wait_for_event(&room, |e| e["type"] == "com.beeper.message_send_status", WAIT).await?;
+    assert_eq!(status["content"]["status"], "FAIL");
+    assert_eq!(status["content"]["m.relates_to"]["event_id"], refused.as_str());
+    let answer = env.bridge.command(&env.user, &room, "!test set-relay").await?;
+    assert!(answer.contains("relayed"), "{answer}");
+    dave.send_text(&room, "via relay").await?;
+    let action = env.net.wait_action(WAIT, |a| sent_text(a).is_some_and(|(_, b)| b.contains("via relay"))).await?;
+    match action {
+        Action::Send { login, content: Sent::Text { body, .. }, relayed_from, .. } => {
+            assert_eq!(login, ME);
+            assert_eq!(body, "Dave: via relay");
+            assert_eq!(relayed_from.as_deref(), Some("Dave"));
+        }
+        other => anyhow::bail!("unexpected {other:?}"),
+    }
+
+    // While the bridge is down, both sides send; after the restart both arrive once.
+    env.bridge.kill()?;
+    env.net.push_message("g1", "bob", MessageSpec::text("while down"))?;
+    env.user.send_text(&room, "sent while down").await?;
+    env.bridge.run(&[]).await?;
+    wait_message(&env.user, &room, &ghost("bob"), "while down").await?;
+    sent_id(&env.net, "sent while down").await?;
+    env.net.push_message("g1", "bob", MessageSpec::text("after restart"))?;
+    wait_message(&env.user, &room, &ghost("bob"), "after restart").await?;
+    let events = env.user.messages(&room, 100).await?;
+    for text in ["first", "while down", "sent while down", "Dave: via relay"] {
+        let n = events.iter().filter(|e| body(e) == text).count();
+        assert!(n <= 1, "{text} appears {n} times");
+    }
+    assert_eq!(events.iter().filter(|e| body(e) == "first").count(), 1);
+    let sends = env.net.actions().iter().filter(|a| sent_text(a).is_some_and(|(_, b)| b == "sent while down")).count();
+    assert_eq!(sends, 1);
+    Ok(())
+}
