@@ -148,7 +148,8 @@ mod tests {
     fn pick_login_needs_an_id_only_with_several() {
         let one = [login("1", "Alice", "connected")];
         let two = [login("1", "Alice", "connected"), login("2", "Bob", "bad_credentials")];
-        let cases: [(&[UserLogin], Option<&str>, Result<&str, &str>); 5] = [
+        type Case<'a> = (&'a [UserLogin], Option<&'a str>, Result<&'a str, &'a str>);
+        let cases: [Case; 5] = [
             (&[], None, Err("You are not logged in.")),
             (&one, None, Ok("1")),
             (&two, Some("2"), Ok("2")),
@@ -157,7 +158,7 @@ mod tests {
         ];
         for (logins, arg, want) in cases {
             let got = pick_login(logins, arg, "logout").map(|l| l.id.as_str());
-            assert_eq!(got.as_deref().map_err(String::as_str), want.map(|s| s), "{arg:?}");
+            assert_eq!(got.as_deref().map_err(String::as_str), want, "{arg:?}");
         }
     }
 
