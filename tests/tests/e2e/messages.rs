@@ -21,20 +21,34 @@ struct Env {
 /// The test network account of the Matrix user (also its login ID).
 const ME: &str = "me";
 
+/// [`start`] then [`login`].
 async fn setup(relay: bool) -> anyhow::Result<Env> {
+    let (env, management) = start(relay).await?;
+    login(&env, &management).await?;
+    Ok(env)
+}
+
+/// A bridge over a fresh test network with a Matrix user and their management room.
+async fn start(relay: bool) -> anyhow::Result<(Env, String)> {
     let net = TestNet::start().await?;
     let mut config_edits = vec![("server: \"\"".to_owned(), format!("server: \"{}\"", net.url()))];
     if relay {
-        config_edits.push(("enabled: false\n    message_format".to_owned(), "enabled: true\n    message_format".to_owned()));
+        config_edits.push(("  relay:\n    enabled: false".to_owned(), "  relay:\n    enabled: true".to_owned()));
     }
     let bridge = TestBridge::start(Options { config_edits, ..Options::default() }).await?;
     let user = bridge.user("alice").await?;
     let management = bridge.management_room(&user).await?;
     net.add_bot_account("token-me", ME, "Me Myself");
-    bridge.command(&user, &management, "login token").await?;
-    user.send_text(&management, "token-me").await?;
-    user.wait_for_event(&management, |e| bridge.is_bot_notice(e) && body(e).contains("Logged in"), WAIT).await?;
-    Ok(Env { bridge, net, user })
+    Ok((Env { bridge, net, user }, management))
+}
+
+/// Logs the user in as [`ME`] with the `token` flow.
+async fn login(env: &Env, management: &str) -> anyhow::Result<()> {
+    let Env { bridge, user, .. } = env;
+    bridge.command(user, management, "login token").await?;
+    user.send_text(management, "token-me").await?;
+    user.wait_for_event(management, |e| bridge.is_bot_notice(e) && body(e).contains("Logged in"), WAIT).await?;
+    Ok(())
 }
 
 /// Runs a test body; on failure prints the end of the bridge's log.
@@ -50,12 +64,38 @@ fn ghost(remote: &str) -> String {
     format!("@test_{remote}:test.localhost")
 }
 
-/// Joins every pending invite of `user` and returns the portal room of `chat` (found by its
+/// Incremental `/sync` for one user (full syncs are cached by Synapse for a while, so
+/// polling them would see stale data).
+struct Syncer {
+    since: Option<String>,
+}
+
+impl Syncer {
+    /// Starts from now: only what happens after this call is seen.
+    async fn start(user: &TestUser) -> anyhow::Result<Self> {
+        let sync = user.sync_once(None).await?;
+        Ok(Self { since: sync["next_batch"].as_str().map(str::to_owned) })
+    }
+
+    /// The next batch.
+    async fn next(&mut self, user: &TestUser) -> anyhow::Result<Value> {
+        let sync = user.sync_once(self.since.as_deref()).await?;
+        if let Some(next) = sync["next_batch"].as_str() {
+            self.since = Some(next.to_owned());
+        }
+        Ok(sync)
+    }
+}
+
+/// Joins every invite `user` gets and returns the portal room of `chat` (found by its
 /// `m.bridge` state key).
 async fn portal(user: &TestUser, chat: &str, receiver: &str) -> anyhow::Result<String> {
     let key = format!("test://{receiver}/{chat}");
-    let found = wait_until(WAIT, &format!("the portal of {chat}"), || async {
-        for room in user.invites().await? {
+    let mut syncer = Syncer { since: None };
+    wait_until(WAIT, &format!("the portal of {chat}"), async || {
+        let sync = syncer.next(user).await?;
+        let invited: Vec<String> = sync["rooms"]["invite"].as_object().map(|r| r.keys().cloned().collect()).unwrap_or_default();
+        for room in invited {
             user.join(&room).await?;
         }
         for room in user.joined_rooms().await? {
@@ -65,14 +105,7 @@ async fn portal(user: &TestUser, chat: &str, receiver: &str) -> anyhow::Result<S
         }
         Ok(None)
     })
-    .await;
-    if found.is_err() {
-        for room in user.joined_rooms().await? {
-            let state = user.call(Method::GET, &format!("/_matrix/client/v3/rooms/{room}/state"), None).await?;
-            eprintln!("state of {room}: {state}");
-        }
-    }
-    found
+    .await
 }
 
 /// Waits for a message from `sender` in `room` with this body; returns the event.
@@ -85,9 +118,9 @@ fn event_id(event: &Value) -> String {
 }
 
 /// Polls `/sync` until the room's ephemeral events hold one matching `predicate`.
-async fn wait_ephemeral(user: &TestUser, room: &str, predicate: impl Fn(&Value) -> bool) -> anyhow::Result<Value> {
-    wait_until(WAIT, "an ephemeral event", || async {
-        let sync = user.sync_once(None).await?;
+async fn wait_ephemeral(user: &TestUser, syncer: &mut Syncer, room: &str, predicate: impl Fn(&Value) -> bool) -> anyhow::Result<Value> {
+    wait_until(WAIT, "an ephemeral event", async || {
+        let sync = syncer.next(user).await?;
         let events = sync["rooms"]["join"][room]["ephemeral"]["events"].as_array().cloned().unwrap_or_default();
         Ok(events.into_iter().find(|e| predicate(e)))
     })
@@ -173,11 +206,12 @@ async fn remote_to_matrix(env: &Env) -> anyhow::Result<()> {
     assert_eq!(user.download_media(event["content"]["url"].as_str().unwrap_or_default()).await?, b"notes");
 
     // Typing and a read receipt by the ghost.
+    let mut syncer = Syncer::start(user).await?;
     net.push_typing("d1", "bob", 20_000)?;
-    wait_ephemeral(user, &room, |e| e["type"] == "m.typing" && e["content"]["user_ids"].as_array().is_some_and(|u| u.contains(&json!(bob)))).await?;
+    wait_ephemeral(user, &mut syncer, &room, |e| e["type"] == "m.typing" && e["content"]["user_ids"].as_array().is_some_and(|u| u.contains(&json!(bob)))).await?;
     net.push_read_receipt("d1", "bob", &m1)?;
     let e1_id = event_id(&e1);
-    wait_ephemeral(user, &room, |e| e["type"] == "m.receipt" && e["content"][e1_id.as_str()]["m.read"][bob.as_str()].is_object()).await?;
+    wait_ephemeral(user, &mut syncer, &room, |e| e["type"] == "m.receipt" && e["content"][e1_id.as_str()]["m.read"][bob.as_str()].is_object()).await?;
 
     // A group chat gets its own portal with its name and members.
     net.add_user("carol", "Carol");
@@ -188,6 +222,41 @@ async fn remote_to_matrix(env: &Env) -> anyhow::Result<()> {
     assert_eq!(user.room_state(&group, "m.room.name", "").await?.unwrap_or_default()["name"], "Friends");
     let members = user.joined_members(&group).await?;
     assert!(members.contains(&bob) && members.contains(&ghost("carol")), "{members:?}");
+
+    // Profile changes reach the ghost: name, and avatar (uploaded once).
+    net.set_user_name("carol", "Carol Danvers");
+    let png = vec![0x89, b'P', b'N', b'G', 7, 7, 7];
+    net.set_user_avatar("carol", &png);
+    net.push_user_info_changed("carol")?;
+    let carol = ghost("carol");
+    let profile = wait_until(WAIT, "carol's new profile", async || {
+        let profile = user.profile(&carol).await?;
+        Ok((profile["displayname"] == "Carol Danvers" && profile["avatar_url"].is_string()).then_some(profile))
+    })
+    .await?;
+    assert_eq!(user.download_media(profile["avatar_url"].as_str().unwrap_or_default()).await?, png);
+
+    // Chat changes reach the room: name, topic, members joining and leaving.
+    net.add_user("dan", "Dan");
+    net.set_chat_name("g1", Some("Best friends"))?;
+    net.set_chat_topic("g1", Some("plans"))?;
+    net.add_member("g1", "dan", false)?;
+    net.remove_member("g1", "carol")?;
+    net.push_chat_info_changed("g1")?;
+    wait_until(WAIT, "the new room name, topic and m.bridge", async || {
+        let name = user.room_state(&group, "m.room.name", "").await?.unwrap_or_default();
+        let topic = user.room_state(&group, "m.room.topic", "").await?.unwrap_or_default();
+        let info = user.room_state(&group, "m.bridge", "test:///g1").await?.unwrap_or_default();
+        let done = name["name"] == "Best friends" && topic["topic"] == "plans" && info["channel"]["displayname"] == "Best friends";
+        Ok(done.then_some(()))
+    })
+    .await?;
+    user.wait_for_membership(&group, &ghost("dan"), "join", WAIT).await?;
+    user.wait_for_membership(&group, &carol, "leave", WAIT).await?;
+
+    // A deleted chat is announced and no longer bridged.
+    net.push_chat_deleted("g1")?;
+    user.wait_for_event(&group, |e| e["sender"] == env.bridge.bot.as_str() && body(e).contains("no longer bridged"), WAIT).await?;
     Ok(())
 }
 
@@ -331,5 +400,50 @@ async fn relay_and_restart(env: &mut Env) -> anyhow::Result<()> {
     assert_eq!(events.iter().filter(|e| body(e) == "first").count(), 1);
     let sends = env.net.actions().iter().filter(|a| sent_text(a).is_some_and(|(_, b)| b == "sent while down")).count();
     assert_eq!(sends, 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn backfill_start_chat_and_delete_portal() -> anyhow::Result<()> {
+    let (env, management) = start(false).await?;
+    with_log(&env.bridge, backfill_start_delete(&env, &management)).await
+}
+
+async fn backfill_start_delete(env: &Env, management: &str) -> anyhow::Result<()> {
+    let (net, user, bridge) = (&env.net, &env.user, &env.bridge);
+    // History from before the login is backfilled, oldest first, when the login syncs.
+    net.add_user("bob", "Bob");
+    net.add_chat(ChatSpec::group("old", "Old friends", &[ME, "bob"]));
+    net.push_message("old", "bob", MessageSpec::text("old one"))?;
+    net.push_message("old", "bob", MessageSpec::text("old two"))?;
+    login(env, management).await?;
+    let room = portal(user, "old", "").await?;
+    wait_message(user, &room, &ghost("bob"), "old two").await?;
+    let events = user.messages(&room, 50).await?;
+    let bodies: Vec<&str> = events.iter().rev().filter(|e| e["type"] == "m.room.message").map(body).collect();
+    assert_eq!(bodies, ["old one", "old two"]);
+    let history = net.history("old");
+    let first = events.iter().find(|e| body(e) == "old one").map(|e| e["origin_server_ts"].clone());
+    assert_eq!(first, Some(json!(history[0].timestamp)), "backfill keeps the original timestamp");
+
+    // start-chat creates the DM portal and invites the user.
+    net.add_user("erin", "Erin");
+    let answer = bridge.command(user, management, "start-chat erin").await?;
+    assert!(answer.contains("Erin") && answer.contains("matrix.to"), "{answer}");
+    let dm = answer.split("matrix.to/#/").nth(1).and_then(|rest| rest.split_whitespace().next()).unwrap_or_default().to_owned();
+    wait_until(WAIT, "joining the new DM", async || Ok(Some(user.join(&dm).await?))).await?;
+    assert_eq!(user.room_state(&dm, "m.room.name", "").await?.unwrap_or_default()["name"], "Erin");
+    assert!(user.joined_members(&dm).await?.contains(&ghost("erin")));
+
+    // An admin deletes a portal: everyone is removed and the room is no longer bridged.
+    let admin = bridge.synapse.register_user("admin", false).await?;
+    user.invite(&room, admin.user_id()).await?;
+    admin.join(&room).await?;
+    let answer = bridge.command(&admin, &room, "!test delete-portal").await?;
+    assert!(answer.contains("Deleting"), "{answer}");
+    // The state as of their removal is still readable by each of them.
+    user.wait_for_membership(&room, user.user_id(), "leave", WAIT).await?;
+    admin.wait_for_membership(&room, admin.user_id(), "leave", WAIT).await?;
+    assert!(!user.joined_rooms().await?.contains(&room));
     Ok(())
 }

@@ -70,7 +70,8 @@ impl Logins {
 }
 
 impl Bridge {
-    /// Builds and connects the client of every stored login. A login whose client cannot
+    /// Builds and connects the client of every stored login and syncs its portals
+    /// (catching up on what was missed while the bridge was down). A login whose client cannot
     /// be built is reported to its owner and skipped.
     pub async fn load_logins(self: &Arc<Self>) -> anyhow::Result<()> {
         let stored = self.store.user_logins().list_all().await?;
@@ -142,6 +143,9 @@ impl Bridge {
         let live = LiveLogin { id, user, remote_name: row.remote_name.clone(), client };
         self.logins.insert(live.clone());
         live.client.connect().await;
+        // Portals for recent chats, and catch-up of what was missed while down.
+        let (bridge, id) = (self.clone(), live.id.clone());
+        tokio::spawn(async move { bridge.portals.sync_login(&bridge, &id).await });
         Ok(live)
     }
 

@@ -187,9 +187,8 @@ impl LoginDriver {
                     tracing::warn!(user = %self.user, error = %format!("{e:#}"), "could not save a completed login");
                     LoginError::Save(format!("{e:#}"))
                 })?;
+                // add_login connects the client and starts syncing its portals.
                 tracing::info!(user = %self.user, login = %live.id, remote = %remote_name, "login completed");
-                let (bridge, id) = (self.bridge.clone(), live.id.clone());
-                tokio::spawn(async move { bridge.portals.sync_login(&bridge, &id).await });
                 Ok(Advance::Completed { step, login: live })
             }
             Ok(step) => {

@@ -40,7 +40,7 @@ async fn run(bridge: Arc<Bridge>, key: PortalKey, mut rx: mpsc::Receiver<PortalM
         }
     };
     let shutdown = bridge.shutdown.clone();
-    let mut actor = Actor { bridge, key, portal, typing: HashSet::new(), sent_edits: HashMap::new() };
+    let mut actor = Actor { bridge, key, portal, typing: HashSet::new(), sent_edits: HashMap::new(), members_checked: HashSet::new() };
     loop {
         let msg = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -63,6 +63,8 @@ pub(super) struct Actor {
     pub typing: HashSet<OwnedUserId>,
     /// Remote message → body of the edit just sent from Matrix, to skip its echo.
     pub sent_edits: HashMap<String, String>,
+    /// Matrix users of logins already checked to be in the room since the actor started.
+    pub members_checked: HashSet<OwnedUserId>,
 }
 
 impl Actor {

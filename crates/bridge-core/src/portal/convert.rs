@@ -546,7 +546,9 @@ mod tests {
     fn choosing_the_login() {
         let l = |s: &str| LoginId::from(s);
         use PermissionLevel::*;
-        let cases: Vec<(&str, Vec<LoginId>, Option<LoginId>, bool, PermissionLevel, Option<LoginChoice>)> = vec![
+        /// receiver, own logins, relay, relay enabled, level → the choice (`None`: refused).
+        type Case = (&'static str, Vec<LoginId>, Option<LoginId>, bool, PermissionLevel, Option<LoginChoice>);
+        let cases: Vec<Case> = vec![
             ("", vec![l("a"), l("b")], None, false, User, Some(LoginChoice::Own(l("a")))),
             ("b", vec![l("a"), l("b")], None, false, User, Some(LoginChoice::Own(l("b")))),
             ("c", vec![l("a")], Some(l("c")), true, User, Some(LoginChoice::Relay(l("c")))),

@@ -65,6 +65,7 @@ impl Actor {
     /// `other` is the other person of a DM when the network's chat info does not say.
     pub async fn ensure_room(&mut self, live: &LiveLogin, other: Option<&RemoteUserId>) -> Result<OwnedRoomId, PortalError> {
         if let Some(room) = self.room() {
+            self.ensure_user_invited(live, &room).await;
             return Ok(room);
         }
         let chat = self.chat();
@@ -163,6 +164,7 @@ impl Actor {
         self.portal = Some(portal);
         self.save().await?;
         self.bridge.portals.register_room(&room, &self.key);
+        self.members_checked.insert(live.user.clone());
 
         if !creator.is_bot() {
             bot.ensure_joined(&room).await?;
@@ -180,6 +182,28 @@ impl Actor {
         }
         self.backfill_initial(live, &room).await;
         Ok(room)
+    }
+
+    /// Invites the login's Matrix user if they are neither joined nor invited (another
+    /// user's login reporting an event in a shared portal). Checked once per actor run.
+    async fn ensure_user_invited(&mut self, live: &LiveLogin, room: &RoomId) {
+        if !self.members_checked.insert(live.user.clone()) {
+            return;
+        }
+        let bot = self.bridge.bot_intent();
+        let membership = match bot.get_state_event(room, "m.room.member".into(), live.user.as_str()).await {
+            Ok(Some(raw)) => serde_json::from_str::<Value>(raw.json().get()).ok().and_then(|c| c["membership"].as_str().map(str::to_owned)),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::debug!(error = %e, "could not read a user's membership");
+                return;
+            }
+        };
+        if !matches!(membership.as_deref(), Some("join" | "invite")) {
+            if let Err(e) = bot.invite(room, &live.user).await {
+                tracing::warn!(user = %live.user, error = %e, "could not invite a login's user to a portal");
+            }
+        }
     }
 
     /// The login's space, created (with the user invited) on first need.
@@ -215,6 +239,9 @@ impl Actor {
         if let Some(name) = info.name.as_ref().filter(|n| portal.name.as_ref() != Some(*n)) {
             send_state(&bot, &room, "m.room.name", "", json!({ "name": name })).await?;
             portal.name = Some(name.clone());
+            for event_type in ["m.bridge", "uk.half-shot.bridge"] {
+                send_state(&bot, &room, event_type, &self.bridge_state_key(), self.bridge_info(Some(name))).await?;
+            }
         }
         if let Some(topic) = info.topic.as_ref().filter(|t| portal.topic.as_ref() != Some(*t)) {
             send_state(&bot, &room, "m.room.topic", "", json!({ "topic": topic })).await?;

@@ -344,3 +344,27 @@ impl Actor {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::network::NetworkError;
+
+    #[test]
+    fn failures_carry_the_status_reason_clients_show() {
+        let cases = [
+            (PortalError::Network(NetworkError::Unsupported("stickers".into())), "m.unsupported"),
+            (PortalError::Network(NetworkError::RateLimited(std::time::Duration::from_secs(1))), "m.foreign_network_error"),
+            (PortalError::Network(NetworkError::Remote("boom".into())), "m.foreign_network_error"),
+            (PortalError::Refused("no".into()), "m.no_permission"),
+            (PortalError::NoLogin("me".into()), "m.no_permission"),
+            (PortalError::NoRoom, "m.event_not_handled"),
+        ];
+        for (error, reason) in cases {
+            let message = error.to_string();
+            let failure = Failure::from(error);
+            assert_eq!(failure.reason, reason, "{message}");
+            assert_eq!(failure.message, message);
+        }
+    }
+}

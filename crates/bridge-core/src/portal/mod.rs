@@ -21,7 +21,7 @@ mod matrix;
 mod remote;
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::{Arc, Mutex, MutexGuard},
 };
 
@@ -38,6 +38,9 @@ use crate::{
 };
 
 pub use actor::QUEUE_SIZE;
+
+/// How many non-portal rooms [`Portals`] remembers.
+const NOT_PORTAL_CACHE: usize = 10_000;
 
 /// Errors of portal operations.
 #[derive(Debug, thiserror::Error)]
@@ -97,6 +100,9 @@ struct Handle {
 pub struct Portals {
     by_key: Mutex<HashMap<PortalKey, Handle>>,
     by_room: Mutex<HashMap<OwnedRoomId, PortalKey>>,
+    /// Rooms known not to be portals (management rooms, …), so their events cost no query.
+    /// Cleared when it grows past [`NOT_PORTAL_CACHE`]; a room leaves it when it becomes a portal.
+    not_portals: Mutex<HashSet<OwnedRoomId>>,
     /// Per-login spaces being created or known, so two portals never make two spaces.
     spaces: Mutex<HashMap<LoginId, Arc<tokio::sync::OnceCell<OwnedRoomId>>>>,
     /// The homeserver's upload size limit, once asked.
@@ -136,7 +142,7 @@ impl Portals {
             RemoteEvent::UserInfoChanged { user, info } => {
                 // Not tied to a chat: update the ghost right here.
                 if let Some(live) = bridge.logins.get(&login) {
-                    if let Err(e) = bridge.update_ghost(live.client.as_ref(), &user, &info).await {
+                    if let Err(e) = bridge.update_ghost(live.client.as_ref(), user, info).await {
                         tracing::warn!(%user, error = %e, "could not update a ghost");
                     }
                 }
@@ -199,12 +205,29 @@ impl Portals {
         if let Some(key) = lock(&self.by_room).get(room).cloned() {
             return Some(key);
         }
+        if lock(&self.not_portals).contains(room) {
+            return None;
+        }
         match bridge.store.portals().get_by_mxid(room.as_str()).await {
             Ok(Some(portal)) => {
                 lock(&self.by_room).insert(room.to_owned(), portal.key.clone());
                 Some(portal.key)
             }
-            Ok(None) => None,
+            Ok(None) => {
+                // Decided under the `by_room` lock, which `register_room` also holds while
+                // it takes a new portal's room out of this cache: no room is cached as
+                // "not a portal" after it became one.
+                let by_room = lock(&self.by_room);
+                if let Some(key) = by_room.get(room) {
+                    return Some(key.clone());
+                }
+                let mut not_portals = lock(&self.not_portals);
+                if not_portals.len() >= NOT_PORTAL_CACHE {
+                    not_portals.clear();
+                }
+                not_portals.insert(room.to_owned());
+                None
+            }
             Err(e) => {
                 tracing::warn!(%room, error = %e, "could not look up a portal");
                 None
@@ -231,7 +254,9 @@ impl Portals {
 
     /// Records that `room` is the portal `key` (after the room is created).
     fn register_room(&self, room: &RoomId, key: &PortalKey) {
-        lock(&self.by_room).insert(room.to_owned(), key.clone());
+        let mut by_room = lock(&self.by_room);
+        by_room.insert(room.to_owned(), key.clone());
+        lock(&self.not_portals).remove(room);
     }
 
     /// Forgets a portal's room and actor (after it is deleted).
