@@ -19,9 +19,11 @@
 //! - `BRIDGE_TEST_POSTGRES_URL`, `BRIDGE_TEST_SKIP_POSTGRES`: see [`postgres_url`].
 
 mod client;
+pub mod discord_sim;
 mod process;
 mod synapse;
 pub mod testnet;
+pub mod wechaty;
 
 use std::net::{Ipv4Addr, TcpListener};
 use std::time::Duration;

@@ -180,6 +180,19 @@ impl TestNet {
         self.inner.read().events_after(account_id, 0).len()
     }
 
+    /// Discards the login's queued, unacknowledged events (as if the network kept only the
+    /// chat history, not a replay queue, for a client that was away), so a bridge that
+    /// reconnects must catch up from history. Returns how many were dropped.
+    pub fn drop_pending(&self, account_id: &str) -> usize {
+        self.inner.update(|s| {
+            let Some(l) = s.logins.get_mut(account_id) else { return 0 };
+            let dropped = l.queue.len();
+            l.queue.clear();
+            l.acked = l.next_seq;
+            dropped
+        })
+    }
+
     /// Creates (or replaces) a chat; every member that is logged in sees it.
     pub fn add_chat(&self, spec: ChatSpec) {
         self.inner.update(|s| {
@@ -355,6 +368,18 @@ impl TestNet {
             anyhow::ensure!(s.chats.contains_key(chat), "no chat {chat}");
             let event = WireEvent::Read { chat: chat.to_owned(), sender: sender.to_owned(), up_to: up_to.to_owned() };
             s.fanout(chat, Some(sender), event);
+            Ok(())
+        })
+    }
+
+    /// Injects a read receipt that `account` made in the network's own app: like
+    /// [`TestNet::push_read_receipt`], but queued for the account's own login too (as
+    /// `is_from_me`), as networks sync read state between a user's devices.
+    pub fn push_own_read_receipt(&self, chat: &str, account: &str, up_to: &str) -> anyhow::Result<()> {
+        self.inner.update(|s| {
+            anyhow::ensure!(s.chats.contains_key(chat), "no chat {chat}");
+            let event = WireEvent::Read { chat: chat.to_owned(), sender: account.to_owned(), up_to: up_to.to_owned() };
+            s.fanout(chat, None, event);
             Ok(())
         })
     }

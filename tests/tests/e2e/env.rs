@@ -42,6 +42,9 @@ pub struct Options {
     /// Further `(from, to)` replacements in the generated config (see [`edit`]), such as
     /// `network.server` or `bridge.relay.enabled`.
     pub config_edits: Vec<(String, String)>,
+    /// Further appservice registrations (YAML texts) Synapse loads besides the bridge's,
+    /// such as a double-puppeting registration.
+    pub extra_registrations: Vec<String>,
 }
 
 /// A running bridge and its homeserver.
@@ -84,10 +87,16 @@ impl TestBridge {
             edit(&config, from, to)?;
         }
         cli(&dir, &["generate-registration"]).await?;
+        let mut appservice_files = vec![registration.clone()];
+        for (i, text) in options.extra_registrations.iter().enumerate() {
+            let path = dir.path().join(format!("extra-registration-{i}.yaml"));
+            std::fs::write(&path, text).with_context(|| format!("write {}", path.display()))?;
+            appservice_files.push(path);
+        }
 
         let synapse = Synapse::start(SynapseOptions {
             persistent: options.persistent_synapse,
-            appservice_files: vec![registration.clone()],
+            appservice_files,
             ..SynapseOptions::default()
         })
         .await?;

@@ -12,14 +12,14 @@ use serde_json::{json, Value};
 use crate::env::{body, tail, Options, TestBridge, WAIT};
 
 /// A bridge over a fresh test network with a logged-in Matrix user.
-struct Env {
-    bridge: TestBridge,
-    net: TestNet,
-    user: TestUser,
+pub(crate) struct Env {
+    pub(crate) bridge: TestBridge,
+    pub(crate) net: TestNet,
+    pub(crate) user: TestUser,
 }
 
 /// The test network account of the Matrix user (also its login ID).
-const ME: &str = "me";
+pub(crate) const ME: &str = "me";
 
 /// [`start`] then [`login`].
 async fn setup(relay: bool) -> anyhow::Result<Env> {
@@ -30,12 +30,19 @@ async fn setup(relay: bool) -> anyhow::Result<Env> {
 
 /// A bridge over a fresh test network with a Matrix user and their management room.
 async fn start(relay: bool) -> anyhow::Result<(Env, String)> {
+    start_with(relay, Options::default()).await
+}
+
+/// [`start`] with further options (their config edits are applied after the test
+/// network's and relay's).
+pub(crate) async fn start_with(relay: bool, options: Options) -> anyhow::Result<(Env, String)> {
     let net = TestNet::start().await?;
     let mut config_edits = vec![("server: \"\"".to_owned(), format!("server: \"{}\"", net.url()))];
     if relay {
         config_edits.push(("  relay:\n    enabled: false".to_owned(), "  relay:\n    enabled: true".to_owned()));
     }
-    let bridge = TestBridge::start(Options { config_edits, ..Options::default() }).await?;
+    config_edits.extend(options.config_edits.iter().cloned());
+    let bridge = TestBridge::start(Options { config_edits, ..options }).await?;
     let user = bridge.user("alice").await?;
     let management = bridge.management_room(&user).await?;
     net.add_bot_account("token-me", ME, "Me Myself");
@@ -43,7 +50,7 @@ async fn start(relay: bool) -> anyhow::Result<(Env, String)> {
 }
 
 /// Logs the user in as [`ME`] with the `token` flow.
-async fn login(env: &Env, management: &str) -> anyhow::Result<()> {
+pub(crate) async fn login(env: &Env, management: &str) -> anyhow::Result<()> {
     let Env { bridge, user, .. } = env;
     bridge.command(user, management, "login token").await?;
     user.send_text(management, "token-me").await?;
@@ -52,7 +59,7 @@ async fn login(env: &Env, management: &str) -> anyhow::Result<()> {
 }
 
 /// Runs a test body; on failure prints the end of the bridge's log.
-async fn with_log(bridge: &TestBridge, body: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+pub(crate) async fn with_log(bridge: &TestBridge, body: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
     let result = body.await;
     if result.is_err() {
         eprintln!("bridge log:\n{}", tail(&bridge.log(), 150));
@@ -60,25 +67,25 @@ async fn with_log(bridge: &TestBridge, body: impl std::future::Future<Output = a
     result
 }
 
-fn ghost(remote: &str) -> String {
+pub(crate) fn ghost(remote: &str) -> String {
     format!("@test_{remote}:test.localhost")
 }
 
 /// Incremental `/sync` for one user (full syncs are cached by Synapse for a while, so
 /// polling them would see stale data).
-struct Syncer {
+pub(crate) struct Syncer {
     since: Option<String>,
 }
 
 impl Syncer {
     /// Starts from now: only what happens after this call is seen.
-    async fn start(user: &TestUser) -> anyhow::Result<Self> {
+    pub(crate) async fn start(user: &TestUser) -> anyhow::Result<Self> {
         let sync = user.sync_once(None).await?;
         Ok(Self { since: sync["next_batch"].as_str().map(str::to_owned) })
     }
 
     /// The next batch.
-    async fn next(&mut self, user: &TestUser) -> anyhow::Result<Value> {
+    pub(crate) async fn next(&mut self, user: &TestUser) -> anyhow::Result<Value> {
         let sync = user.sync_once(self.since.as_deref()).await?;
         if let Some(next) = sync["next_batch"].as_str() {
             self.since = Some(next.to_owned());
@@ -89,7 +96,7 @@ impl Syncer {
 
 /// Joins every invite `user` gets and returns the portal room of `chat` (found by its
 /// `m.bridge` state key).
-async fn portal(user: &TestUser, chat: &str, receiver: &str) -> anyhow::Result<String> {
+pub(crate) async fn portal(user: &TestUser, chat: &str, receiver: &str) -> anyhow::Result<String> {
     let key = format!("test://{receiver}/{chat}");
     let mut syncer = Syncer { since: None };
     wait_until(WAIT, &format!("the portal of {chat}"), async || {
@@ -109,16 +116,16 @@ async fn portal(user: &TestUser, chat: &str, receiver: &str) -> anyhow::Result<S
 }
 
 /// Waits for a message from `sender` in `room` with this body; returns the event.
-async fn wait_message(user: &TestUser, room: &str, sender: &str, text: &str) -> anyhow::Result<Value> {
+pub(crate) async fn wait_message(user: &TestUser, room: &str, sender: &str, text: &str) -> anyhow::Result<Value> {
     user.wait_for_event(room, |e| e["sender"] == sender && body(e) == text, WAIT).await
 }
 
-fn event_id(event: &Value) -> String {
+pub(crate) fn event_id(event: &Value) -> String {
     event["event_id"].as_str().unwrap_or_default().to_owned()
 }
 
 /// Polls `/sync` until the room's ephemeral events hold one matching `predicate`.
-async fn wait_ephemeral(user: &TestUser, syncer: &mut Syncer, room: &str, predicate: impl Fn(&Value) -> bool) -> anyhow::Result<Value> {
+pub(crate) async fn wait_ephemeral(user: &TestUser, syncer: &mut Syncer, room: &str, predicate: impl Fn(&Value) -> bool) -> anyhow::Result<Value> {
     wait_until(WAIT, "an ephemeral event", async || {
         let sync = syncer.next(user).await?;
         let events = sync["rooms"]["join"][room]["ephemeral"]["events"].as_array().cloned().unwrap_or_default();
@@ -127,7 +134,7 @@ async fn wait_ephemeral(user: &TestUser, syncer: &mut Syncer, room: &str, predic
     .await
 }
 
-fn sent_text(action: &Action) -> Option<(&str, &str)> {
+pub(crate) fn sent_text(action: &Action) -> Option<(&str, &str)> {
     match action {
         Action::Send { chat, content: Sent::Text { body, .. }, .. } => Some((chat.as_str(), body.as_str())),
         _ => None,
@@ -135,7 +142,7 @@ fn sent_text(action: &Action) -> Option<(&str, &str)> {
 }
 
 /// The remote ID the bridge assigned to a message it sent with this body.
-async fn sent_id(net: &TestNet, text: &str) -> anyhow::Result<String> {
+pub(crate) async fn sent_id(net: &TestNet, text: &str) -> anyhow::Result<String> {
     let action = net.wait_action(WAIT, |a| sent_text(a).is_some_and(|(_, b)| b == text)).await?;
     match action {
         Action::Send { id, .. } => Ok(id),
@@ -445,5 +452,114 @@ async fn backfill_start_delete(env: &Env, management: &str) -> anyhow::Result<()
     user.wait_for_membership(&room, user.user_id(), "leave", WAIT).await?;
     admin.wait_for_membership(&room, admin.user_id(), "leave", WAIT).await?;
     assert!(!user.joined_rooms().await?.contains(&room));
+    Ok(())
+}
+
+#[tokio::test]
+async fn missed_messages_are_caught_up_from_history_after_downtime() -> anyhow::Result<()> {
+    let mut env = setup(false).await?;
+    let result = catch_up_from_history(&mut env).await;
+    if result.is_err() {
+        eprintln!("bridge log:\n{}", tail(&env.bridge.log(), 150));
+    }
+    result
+}
+
+async fn catch_up_from_history(env: &mut Env) -> anyhow::Result<()> {
+    env.net.add_user("bob", "Bob");
+    env.net.add_chat(ChatSpec::group("g1", "Friends", &[ME, "bob"]));
+    env.net.push_message("g1", "bob", MessageSpec::text("before"))?;
+    let room = portal(&env.user, "g1", "").await?;
+    wait_message(&env.user, &room, &ghost("bob"), "before").await?;
+
+    // While the bridge is down the network only keeps history: the live events are gone.
+    env.bridge.kill()?;
+    let missed = ["missed one", "missed two", "missed three"];
+    for text in missed {
+        env.net.push_message("g1", "bob", MessageSpec::text(text))?;
+    }
+    assert_eq!(env.net.drop_pending(ME), missed.len());
+    env.bridge.run(&[]).await?;
+    wait_message(&env.user, &room, &ghost("bob"), "missed three").await?;
+
+    // A live message after the catch-up, as a barrier: everything before it is in.
+    env.net.push_message("g1", "bob", MessageSpec::text("live again"))?;
+    wait_message(&env.user, &room, &ghost("bob"), "live again").await?;
+    let events = env.user.messages(&room, 100).await?;
+    let bodies: Vec<&str> = events.iter().rev().filter(|e| e["type"] == "m.room.message").map(body).collect();
+    assert_eq!(bodies, ["before", "missed one", "missed two", "missed three", "live again"], "once each, in order");
+    let history = env.net.history("g1");
+    for text in missed {
+        let original = history.iter().find(|m| m.text == text).map(|m| m.timestamp);
+        let bridged = events.iter().find(|e| body(e) == text).and_then(|e| e["origin_server_ts"].as_i64());
+        assert_eq!(bridged, original, "{text} keeps its original timestamp");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn permission_levels_hold_in_a_relayed_portal() -> anyhow::Result<()> {
+    let relayer = bridge_tests::random_localpart("relayer");
+    let blocked = bridge_tests::random_localpart("blocked");
+    let permissions = vec![
+        (format!("@{relayer}:test.localhost"), "relay".to_owned()),
+        (format!("@{blocked}:test.localhost"), "block".to_owned()),
+    ];
+    let (env, management) = start_with(true, Options { permissions, ..Options::default() }).await?;
+    login(&env, &management).await?;
+    with_log(&env.bridge, permission_levels(&env, &relayer, &blocked)).await
+}
+
+async fn permission_levels(env: &Env, relayer: &str, blocked: &str) -> anyhow::Result<()> {
+    let (net, user, bridge) = (&env.net, &env.user, &env.bridge);
+    net.add_user("bob", "Bob");
+    net.add_chat(ChatSpec::group("g1", "Friends", &[ME, "bob"]));
+    net.push_message("g1", "bob", MessageSpec::text("first"))?;
+    let room = portal(user, "g1", "").await?;
+    wait_message(user, &room, &ghost("bob"), "first").await?;
+    let answer = bridge.command(user, &room, "!test set-relay").await?;
+    assert!(answer.contains("relayed"), "{answer}");
+
+    let relay_user = bridge.synapse.register_user(relayer, false).await?;
+    relay_user.set_display_name("Randy").await?;
+    let blocked_user = bridge.synapse.register_user(blocked, false).await?;
+    for member in [&relay_user, &blocked_user] {
+        user.invite(&room, member.user_id()).await?;
+        member.join(&room).await?;
+    }
+
+    // A relay-level user may not run commands, so not log in…
+    let refused = bridge.command(&relay_user, &room, "!test login").await?;
+    assert!(refused.contains("not allowed"), "{refused}");
+    // …but speaks through the relay, with their name.
+    relay_user.send_text(&room, "hello via relay").await?;
+    let action = net.wait_action(WAIT, |a| sent_text(a).is_some_and(|(_, b)| b.contains("hello via relay"))).await?;
+    match action {
+        Action::Send { content: Sent::Text { body, .. }, relayed_from, .. } => {
+            assert_eq!(body, "Randy: hello via relay");
+            assert_eq!(relayed_from.as_deref(), Some("Randy"));
+        }
+        other => anyhow::bail!("unexpected {other:?}"),
+    }
+
+    // A blocked user's message is not relayed: a failed send status, no notice.
+    let blocked_event = blocked_user.send_text(&room, "blocked words").await?;
+    let status = user
+        .wait_for_event(&room, |e| e["type"] == "com.beeper.message_send_status" && e["content"]["m.relates_to"]["event_id"] == blocked_event.as_str(), WAIT)
+        .await?;
+    assert_eq!(status["content"]["status"], "FAIL");
+    assert_eq!(status["content"]["reason"], "m.no_permission");
+    relay_user.send_text(&room, "after the blocked one").await?;
+    net.wait_action(WAIT, |a| sent_text(a).is_some_and(|(_, b)| b.contains("after the blocked one"))).await?;
+    assert!(!net.actions().iter().any(|a| sent_text(a).is_some_and(|(_, b)| b.contains("blocked words"))), "a blocked user was relayed");
+    assert_eq!(bridge.count_replies(user, &room, &blocked_event).await?, 0, "no notice for a blocked user");
+
+    // A user-level user cannot delete the portal; it stays bridged.
+    let answer = bridge.command(user, &room, "!test delete-portal").await?;
+    assert!(answer.contains("needs the admin permission level"), "{answer}");
+    net.push_message("g1", "bob", MessageSpec::text("still bridged"))?;
+    wait_message(user, &room, &ghost("bob"), "still bridged").await?;
+    assert!(user.room_state(&room, "m.bridge", "test:///g1").await?.is_some());
+    assert!(user.joined_members(&room).await?.contains(&bridge.bot));
     Ok(())
 }

@@ -161,10 +161,12 @@ pub(crate) fn parse_transaction(body: &[u8]) -> Result<ParsedTransaction, (&'sta
             }
         }
     }
-    for key in ["ephemeral", "de.sorunome.msc2409.ephemeral"] {
-        if let Some(Value::Array(list)) = obj.remove(key) {
-            parsed.ephemeral.extend(list);
-        }
+    // Homeservers may send the same events under both the stable and the MSC2409 key:
+    // take the stable list when present, else the unstable one, never both.
+    let stable = obj.remove("ephemeral");
+    let unstable = obj.remove("de.sorunome.msc2409.ephemeral");
+    if let Some(Value::Array(list)) = stable.or(unstable) {
+        parsed.ephemeral = list;
     }
     Ok(parsed)
 }
@@ -321,6 +323,9 @@ mod tests {
             assert_eq!(err.0, *code, "body {:?}", String::from_utf8_lossy(body));
         }
         assert_eq!(parse_transaction(b"{}").expect("empty is fine"), ParsedTransaction::default());
+
+        let both = br#"{"ephemeral":[{"type":"m.typing"}],"de.sorunome.msc2409.ephemeral":[{"type":"m.typing"}]}"#;
+        assert_eq!(parse_transaction(both).expect("valid").ephemeral.len(), 1, "the same events are not taken twice");
     }
 
     #[test]

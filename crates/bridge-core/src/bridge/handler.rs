@@ -99,6 +99,11 @@ impl AppserviceHandler for Handler {
         if self.bridge.is_bridge_user(&sender) {
             return Ok(()); // our own echo
         }
+        if self.bridge.is_double_puppet_echo(&event) {
+            // Sent by a double puppet for a user's own remote message: neither a command
+            // nor something to bridge back.
+            return Ok(());
+        }
         let content = event.get("content").cloned().unwrap_or(Value::Null);
         match kind {
             "m.room.member" => {

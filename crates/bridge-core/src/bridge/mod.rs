@@ -59,6 +59,8 @@ pub struct Bridge {
     pub metrics: Arc<Metrics>,
     /// Where login clients report remote events (see [`crate::network::EventSender`]).
     pub remote_tx: mpsc::Sender<(LoginId, RemoteEvent)>,
+    /// The double-puppet clients (see [`crate::ghost::puppet`]).
+    pub puppets: crate::ghost::puppet::DoublePuppets,
 }
 
 impl Bridge {
@@ -128,6 +130,7 @@ pub async fn run<N: Network>(config: Config<N::Config>, config_path: PathBuf) ->
         login_sessions: LoginSessions::default(),
         remote_tx,
         metrics: Arc::new(Metrics::default()),
+        puppets: Default::default(),
     });
 
     let handler = Arc::new(handler::Handler::new(bridge.clone()));
@@ -254,6 +257,15 @@ async fn startup_checks(bridge: &Bridge) {
             address = %bridge.appservice.address,
             "the homeserver cannot reach the bridge at appservice.address; events will not arrive until it can"
         ),
+    }
+    if let Some(puppet) = bridge.puppet_intent(bridge.bot()) {
+        match puppet.client().whoami().await {
+            Ok(_) => tracing::info!("double puppeting is set up for this homeserver"),
+            Err(e) => tracing::error!(
+                error = %e,
+                "the homeserver rejected the double-puppet token (bridge.double_puppet.secrets): is its registration loaded by the homeserver?"
+            ),
+        }
     }
     let bot_cfg = &bridge.appservice.bot;
     if !bot_cfg.displayname.is_empty() {

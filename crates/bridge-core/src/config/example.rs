@@ -92,6 +92,22 @@ bridge:
     # Bearer token of API clients. "{placeholder}" is replaced by a random secret when you
     # run generate-registration; "disable" turns the API off.
     shared_secret: {prov_secret}
+  # Double puppeting (optional): what you send from the {display} app itself appears in
+  # Matrix as sent by your real Matrix account instead of a ghost. It needs, per homeserver,
+  # an extra appservice registration loaded by that homeserver (app_service_config_files):
+  #   id: doublepuppet
+  #   url: null
+  #   as_token: <a random token>
+  #   hs_token: <another random token>
+  #   sender_localpart: <a random word>
+  #   rate_limited: false
+  #   namespaces: {{users: [{{regex: '@.*:example\.com', exclusive: false}}]}}
+  # and its as_token here as "as_token:<token>", under the homeserver's server name.
+  double_puppet:
+    # Client-server API URLs of homeservers other than homeserver.domain.
+    servers:{dp_servers}
+    # "<server name>": "as_token:<token>"
+    secrets:{dp_secrets}
 
 # Logging. RUST_LOG, when set, replaces level.
 logging:
@@ -128,6 +144,8 @@ logging:
         login_timeout = bridge.login_timeout_secs,
         prov_enabled = bridge.provisioning.enabled,
         prov_secret = q(&bridge.provisioning.shared_secret),
+        dp_servers = yaml_map(bridge.double_puppet.servers.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+        dp_secrets = yaml_map(bridge.double_puppet.secrets.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
         log_level = q(&example.logging.level),
         log_format = match example.logging.format {
             super::LogFormat::Pretty => "pretty",
@@ -155,7 +173,37 @@ fn network_section<N: NetworkConfig>(network: &N) -> Result<String, ConfigError>
     Ok(out)
 }
 
+/// A map of strings as a YAML value after `key:` (at the double puppet section's depth):
+/// ` {}` when empty, else one quoted `key: value` line per entry.
+fn yaml_map<'a>(entries: impl Iterator<Item = (&'a str, &'a str)>) -> String {
+    let mut out = String::new();
+    for (key, value) in entries {
+        let _ = write!(out, "\n      {}: {}", quote(key), quote(value));
+    }
+    if out.is_empty() {
+        " {}".to_owned()
+    } else {
+        out
+    }
+}
+
 /// A YAML double-quoted scalar (JSON string syntax is valid YAML).
 fn quote(value: &str) -> String {
     serde_json::to_string(value).unwrap_or_else(|_| format!("\"{}\"", value.escape_default()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn yaml_maps_are_inline_when_empty_and_quoted_lines_otherwise() {
+        let cases: [(&[(&str, &str)], &str); 2] = [
+            (&[], " {}"),
+            (&[("example.com", "as_token:a\"b")], "\n      \"example.com\": \"as_token:a\\\"b\""),
+        ];
+        for (entries, want) in cases {
+            assert_eq!(yaml_map(entries.iter().copied()), want);
+        }
+    }
 }

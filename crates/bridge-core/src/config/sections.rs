@@ -223,6 +223,9 @@ pub struct BridgeConfig {
     pub login_timeout_secs: u64,
     /// The provisioning HTTP API (`/_matrix/provision/v3/...`).
     pub provisioning: ProvisioningConfig,
+    /// Double puppeting: the user's own messages from the network's app sent as their
+    /// real Matrix account.
+    pub double_puppet: DoublePuppetConfig,
 }
 
 impl BridgeConfig {
@@ -241,6 +244,7 @@ impl BridgeConfig {
             backfill: BackfillConfig::default(),
             login_timeout_secs: DEFAULT_LOGIN_TIMEOUT_SECS,
             provisioning: ProvisioningConfig::default(),
+            double_puppet: DoublePuppetConfig::default(),
         }
     }
 
@@ -333,6 +337,44 @@ impl fmt::Debug for ProvisioningConfig {
     }
 }
 
+/// The prefix of a double-puppeting secret that is an appservice token.
+pub const AS_TOKEN_PREFIX: &str = "as_token:";
+
+/// `bridge.double_puppet:` — double puppeting. For each homeserver with a secret, what a
+/// user sends from the network's own app is sent to Matrix as their real account, through
+/// an extra appservice registration (`as_token:<token>`) whose user namespace covers them.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DoublePuppetConfig {
+    /// Client-server API URL per server name, for homeservers other than
+    /// `homeserver.domain` (which is reached at `homeserver.address`).
+    pub servers: BTreeMap<String, Url>,
+    /// Secret per server name: `as_token:<token>` of a registration with a non-exclusive
+    /// user namespace covering that server's users.
+    pub secrets: BTreeMap<String, String>,
+}
+
+impl DoublePuppetConfig {
+    /// The appservice token for users of `server`, if one is configured.
+    pub fn as_token(&self, server: &str) -> Option<&str> {
+        self.secrets
+            .get(server)
+            .and_then(|s| s.trim().strip_prefix(AS_TOKEN_PREFIX))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+    }
+}
+
+impl fmt::Debug for DoublePuppetConfig {
+    // Hand-written so the tokens never reach a log line through `{:?}`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DoublePuppetConfig")
+            .field("servers", &self.servers)
+            .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
 /// `bridge.backfill:` — history fetched for new portals.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -403,7 +445,33 @@ mod tests {
             backfill: BackfillConfig::default(),
             login_timeout_secs: DEFAULT_LOGIN_TIMEOUT_SECS,
             provisioning: ProvisioningConfig::default(),
+            double_puppet: DoublePuppetConfig::default(),
         }
+    }
+
+    #[test]
+    fn double_puppet_tokens_are_found_per_server_and_never_debug_printed() {
+        let config = DoublePuppetConfig {
+            servers: BTreeMap::new(),
+            secrets: BTreeMap::from([
+                ("example.com".to_owned(), "as_token:s3cret-token".to_owned()),
+                ("padded.org".to_owned(), " as_token: tok2 ".to_owned()),
+                ("empty.org".to_owned(), "as_token:".to_owned()),
+                ("shared.org".to_owned(), "shared-secret-thing".to_owned()),
+            ]),
+        };
+        let cases = [
+            ("example.com", Some("s3cret-token")),
+            ("padded.org", Some("tok2")),
+            ("empty.org", None),
+            ("shared.org", None),
+            ("unknown.net", None),
+        ];
+        for (server, want) in cases {
+            assert_eq!(config.as_token(server), want, "{server}");
+        }
+        let text = format!("{config:?}");
+        assert!(!text.contains("s3cret") && text.contains("example.com"), "{text}");
     }
 
     #[test]

@@ -144,6 +144,24 @@ pub(crate) fn check<N>(config: &Config<N>) -> Vec<Violation> {
             None,
         ));
     }
+    for server in bridge.double_puppet.secrets.keys() {
+        if <&ruma::ServerName>::try_from(server.as_str()).is_err() {
+            out.push(violation(
+                "bridge.double_puppet.secrets",
+                format!("`{server}` is not a server name"),
+                Some("keys are server names such as `example.com`"),
+            ));
+        } else if bridge.double_puppet.as_token(server).is_none() {
+            out.push(violation(
+                "bridge.double_puppet.secrets",
+                format!("the secret for `{server}` must be `as_token:<token>`"),
+                Some("use the as_token of the double-puppeting registration, prefixed with `as_token:`"),
+            ));
+        }
+    }
+    for (server, url) in &bridge.double_puppet.servers {
+        check_http_url(&mut out, &format!("bridge.double_puppet.servers.{server}"), url);
+    }
 
     if let Err(e) = tracing_subscriber::EnvFilter::try_new(&config.logging.level) {
         out.push(violation(
@@ -194,7 +212,7 @@ mod tests {
     #[test]
     fn each_bad_value_names_its_key() {
         type Edit = fn(&mut Config<TestNetConfig>);
-        let cases: [(&str, Edit); 14] = [
+        let cases: [(&str, Edit); 17] = [
             ("homeserver.address", |c| {
                 c.homeserver.address = Url::parse("ftp://h").expect("url")
             }),
@@ -234,6 +252,15 @@ mod tests {
                 c.bridge.command_prefix = "! x".into()
             }),
             ("logging.level", |c| c.logging.level = "bridge=loud".into()),
+            ("bridge.double_puppet.secrets", |c| {
+                c.bridge.double_puppet.secrets.insert("example.com".into(), "token-without-prefix".into());
+            }),
+            ("bridge.double_puppet.secrets", |c| {
+                c.bridge.double_puppet.secrets.insert("not a server".into(), "as_token:x".into());
+            }),
+            ("bridge.double_puppet.servers.other.org", |c| {
+                c.bridge.double_puppet.servers.insert("other.org".into(), Url::parse("ftp://other.org").expect("url"));
+            }),
         ];
         for (key, edit) in cases {
             let mut config = Config::<TestNetConfig>::example(&test_info());

@@ -8,6 +8,11 @@
 //! change ([`crate::network::RemoteEvent::UserInfoChanged`] →
 //! [`crate::bridge::Bridge::update_ghost`]). An avatar is downloaded and uploaded again only
 //! when its [`AvatarRef::id`] changes.
+//!
+//! [`puppet`] is the other way a remote user can appear on Matrix: the user's own remote
+//! account as their real Matrix account (double puppeting).
+
+pub mod puppet;
 
 use ruma::OwnedUserId;
 

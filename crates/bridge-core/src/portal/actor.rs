@@ -40,7 +40,16 @@ async fn run(bridge: Arc<Bridge>, key: PortalKey, mut rx: mpsc::Receiver<PortalM
         }
     };
     let shutdown = bridge.shutdown.clone();
-    let mut actor = Actor { bridge, key, portal, typing: HashSet::new(), sent_edits: HashMap::new(), members_checked: HashSet::new() };
+    let mut actor = Actor {
+        bridge,
+        key,
+        portal,
+        typing: HashSet::new(),
+        sent_edits: HashMap::new(),
+        members_checked: HashSet::new(),
+        puppet_events: HashSet::new(),
+        puppet_receipts: HashSet::new(),
+    };
     loop {
         let msg = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -65,6 +74,10 @@ pub(super) struct Actor {
     pub sent_edits: HashMap<String, String>,
     /// Matrix users of logins already checked to be in the room since the actor started.
     pub members_checked: HashSet<OwnedUserId>,
+    /// Events double puppets sent here (redactions included), whose echoes are skipped.
+    pub puppet_events: HashSet<String>,
+    /// Read receipts double puppets sent here (user, event), whose echoes are skipped.
+    pub puppet_receipts: HashSet<(OwnedUserId, String)>,
 }
 
 impl Actor {

@@ -174,6 +174,12 @@ impl Actor {
                 tracing::warn!(ghost = %ghost.user_id(), error = %e, "a member's ghost could not join");
             }
         }
+        if let Some(puppet) = self.bridge.puppet_intent(&live.user) {
+            // With double puppeting the user's account joins for them.
+            if let Err(e) = self.bridge.join_puppet(&puppet, &room).await {
+                tracing::warn!(user = %live.user, error = %e, "the double puppet could not join a new portal");
+            }
+        }
         if let Some(space) = space {
             let via = self.bridge.matrix.server_name().to_string();
             if let Err(e) = send_state(&bot, &space, "m.space.child", room.as_str(), json!({ "via": [via] })).await {

@@ -4,7 +4,9 @@
 //!
 //! Nothing is dropped silently: when an event cannot be bridged the bot answers with a
 //! notice replying to it and sends a `com.beeper.message_send_status` event with status
-//! `FAIL`, which clients show on the message.
+//! `FAIL`, which clients show on the message. The one exception is a blocked user: nothing
+//! of theirs is bridged, and their messages get only the `FAIL` status (`m.no_permission`),
+//! no notice, so a blocked user cannot make the bot talk in the room.
 
 use std::collections::HashSet;
 
@@ -64,7 +66,17 @@ impl Actor {
             return;
         };
         let Ok(sender) = UserId::parse(sender) else { return };
-        if self.bridge.is_bridge_user(&sender) || self.bridge.permission(&sender) < PermissionLevel::Relay {
+        if self.bridge.is_bridge_user(&sender) || self.puppet_events.contains(event_id) {
+            return; // our own echo, or a double puppet's
+        }
+        if self.bridge.permission(&sender) < PermissionLevel::Relay {
+            // A blocked user: nothing is bridged. Their messages get a failed send status
+            // (shown on the message by clients) but no notice, so a blocked user cannot
+            // make the bot talk in the room.
+            if matches!(kind, "m.room.message" | "m.sticker") {
+                let failure = Failure { reason: "m.no_permission", message: "you are not allowed to use this bridge".into() };
+                self.send_status(&room, event_id, &failure, "Your message was not bridged: you are not allowed to use this bridge.").await;
+            }
             return;
         }
         let content = event.get("content").cloned().unwrap_or(Value::Null);
@@ -275,6 +287,11 @@ impl Actor {
         if let Err(e) = crate::commands::reply(&self.bridge, room, reply_to.as_deref(), &text).await {
             tracing::warn!(error = %format!("{e:#}"), "could not send an error notice");
         }
+        self.send_status(room, event_id, failure, &text).await;
+    }
+
+    /// Sends a `com.beeper.message_send_status` event with status `FAIL` for `event_id`.
+    async fn send_status(&self, room: &RoomId, event_id: &str, failure: &Failure, text: &str) {
         let mut status = Map::new();
         status.insert("network".into(), json!(self.bridge.info.id));
         status.insert("m.relates_to".into(), json!({ "rel_type": "m.reference", "event_id": event_id }));
@@ -321,9 +338,18 @@ impl Actor {
                         if self.bridge.is_bridge_user(&user) {
                             continue;
                         }
+                        if self.puppet_receipts.contains(&(user.clone(), event_id.clone())) {
+                            tracing::debug!(%user, event = %event_id, "skipped the echo of a double puppet's receipt");
+                            continue;
+                        }
                         let Some(live) = self.own_login(&user) else { continue };
                         let Some(presence) = live.client.presence() else { continue };
                         let Ok(Some(row)) = self.mapped(event_id).await else { continue };
+                        if row.sender_mxid == user.as_str() {
+                            // Reading one's own message (the implicit receipt of a send,
+                            // or of a double puppet's message) tells the network nothing.
+                            continue;
+                        }
                         if let Err(e) = presence.mark_read(&chat, &RemoteMessageId(row.remote_id)).await {
                             tracing::debug!(error = %e, "could not forward a read receipt");
                         }

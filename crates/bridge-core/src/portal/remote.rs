@@ -1,5 +1,6 @@
 //! Remote → Matrix: each [`RemoteEvent`] of a portal becomes Matrix actions by the
-//! sender's ghost. Messages are mapped part by part in the message map; a part already
+//! sender's ghost — or, for what the user sent from the network's own app, by their real
+//! account when double puppeting is set up ([`crate::ghost::puppet`]). Messages are mapped part by part in the message map; a part already
 //! mapped (the echo of a message sent from Matrix, or a redelivery after a restart) is
 //! skipped, so nothing is bridged twice.
 
@@ -16,6 +17,7 @@ use super::{
 };
 use crate::{
     bridge::logins::LiveLogin,
+    ghost::puppet::DOUBLE_PUPPET_KEY,
     matrix::{Intent, MatrixError},
     network::{
         events::{Media, MessageContent, MessagePart, Sender},
@@ -33,6 +35,18 @@ pub(super) async fn send_json(intent: &Intent, room: &RoomId, event_type: &str, 
     intent.send_message_raw(room, event_type.into(), raw, ts).await
 }
 
+/// Who speaks on Matrix for a remote sender: their ghost, or — for the user's own messages
+/// when double puppeting is set up — the user's real Matrix account.
+pub(super) struct Speaker {
+    /// The intent that sends.
+    pub intent: Intent,
+    /// Whether it is a double puppet (its events are marked and remembered as echoes).
+    pub puppet: bool,
+}
+
+/// At most this many double-puppet event IDs are remembered per portal as echoes.
+const PUPPET_MEMORY: usize = 1000;
+
 /// Whether a store error is the unique-constraint conflict of an already mapped row.
 fn is_conflict(e: &StoreError) -> bool {
     matches!(e, StoreError::Conflict(_))
@@ -48,6 +62,43 @@ impl Actor {
         if let Err(e) = self.apply_remote(&live, event).await {
             tracing::warn!(error = %e, "could not bridge a remote event");
         }
+    }
+
+    /// The speaker for `sender` in `room`: the user's double puppet (joined to the room) when
+    /// the sender is the user's own account and one is configured, else the sender's ghost.
+    /// A double puppet that cannot join is logged and the ghost speaks instead.
+    pub(super) async fn speaker(&self, live: &LiveLogin, room: &RoomId, sender: &Sender) -> Result<Speaker, PortalError> {
+        if sender.is_from_me {
+            if let Some(puppet) = self.bridge.puppet_intent(&live.user) {
+                match self.bridge.join_puppet(&puppet, room).await {
+                    Ok(()) => return Ok(Speaker { intent: puppet, puppet: true }),
+                    Err(e) => tracing::warn!(user = %live.user, error = %e, "the double puppet could not join; the ghost speaks instead"),
+                }
+            }
+        }
+        let intent = self.bridge.ghost_intent(live.client.as_ref(), &sender.user).await?;
+        Ok(Speaker { intent, puppet: false })
+    }
+
+    /// Sends JSON content as `speaker`; a double puppet's event is marked with
+    /// [`DOUBLE_PUPPET_KEY`] and its ID remembered, so its echo is not bridged back.
+    async fn send_as(&mut self, speaker: &Speaker, room: &RoomId, event_type: &str, mut content: Map<String, Value>, ts: Option<i64>) -> Result<OwnedEventId, PortalError> {
+        if speaker.puppet {
+            content.insert(DOUBLE_PUPPET_KEY.to_owned(), json!(self.bridge.appservice.id));
+        }
+        let id = send_json(&speaker.intent, room, event_type, content, ts).await?;
+        if speaker.puppet {
+            self.remember_puppet_event(id.as_str());
+        }
+        Ok(id)
+    }
+
+    /// Remembers an event a double puppet sent (bounded).
+    fn remember_puppet_event(&mut self, event_id: &str) {
+        if self.puppet_events.len() >= PUPPET_MEMORY {
+            self.puppet_events.clear();
+        }
+        self.puppet_events.insert(event_id.to_owned());
     }
 
     async fn apply_remote(&mut self, live: &LiveLogin, event: RemoteEvent) -> Result<(), PortalError> {
@@ -68,13 +119,15 @@ impl Actor {
             RemoteEvent::Delete { id, sender, .. } => self.remote_delete(live, &room, &id, &sender).await,
             RemoteEvent::ReactionAdd { target, sender, emoji_id, emoji, timestamp, .. } => {
                 let Some(part) = self.first_part(&target).await? else { return Ok(()) };
-                let store = self.bridge.store.reactions();
+                let bridge = self.bridge.clone();
+                let store = bridge.store.reactions();
                 if store.get(&self.key, &part.remote_id, &part.part_id, sender.user.as_str(), emoji_id.as_str()).await?.is_some() {
                     return Ok(()); // already bridged (or our own reaction's echo)
                 }
-                let ghost = self.bridge.ghost_intent(live.client.as_ref(), &sender.user).await?;
-                let target_event = event_id(&part.mxid)?;
-                let mxid = ghost.react(&room, &target_event, &emoji).await?;
+                let speaker = self.speaker(live, &room, &sender).await?;
+                let content = json!({ "m.relates_to": { "rel_type": "m.annotation", "event_id": part.mxid, "key": emoji } });
+                let Value::Object(content) = content else { return Ok(()) };
+                let mxid = self.send_as(&speaker, &room, "m.reaction", content, None).await?;
                 let reaction = Reaction {
                     portal: self.key.clone(),
                     message_remote_id: part.remote_id,
@@ -91,12 +144,13 @@ impl Actor {
             }
             RemoteEvent::ReactionRemove { target, sender, emoji_id, .. } => {
                 let Some(part) = self.first_part(&target).await? else { return Ok(()) };
-                let store = self.bridge.store.reactions();
+                let bridge = self.bridge.clone();
+                let store = bridge.store.reactions();
                 let Some(row) = store.get(&self.key, &part.remote_id, &part.part_id, sender.user.as_str(), emoji_id.as_str()).await? else {
                     return Ok(());
                 };
-                let ghost = self.bridge.ghost_intent(live.client.as_ref(), &sender.user).await?;
-                self.redact_as(&ghost, &room, &row.mxid).await?;
+                let speaker = self.speaker(live, &room, &sender).await?;
+                self.redact_as(&speaker, &room, &row.mxid).await?;
                 store.delete(&row).await?;
                 Ok(())
             }
@@ -109,13 +163,19 @@ impl Actor {
                 Ok(())
             }
             RemoteEvent::ReadReceipt { sender, up_to, .. } => {
-                if sender.is_from_me {
+                if sender.is_from_me && self.bridge.puppet_intent(&live.user).is_none() {
                     return Ok(()); // the user's own receipt needs double puppeting
                 }
                 let parts = self.bridge.store.messages().get_parts(&self.key, up_to.as_str()).await?;
                 let Some(last) = parts.last() else { return Ok(()) };
-                let ghost = self.bridge.ghost_intent(live.client.as_ref(), &sender.user).await?;
-                ghost.mark_read(&room, &event_id(&last.mxid)?).await?;
+                let speaker = self.speaker(live, &room, &sender).await?;
+                speaker.intent.mark_read(&room, &event_id(&last.mxid)?).await?;
+                if speaker.puppet {
+                    if self.puppet_receipts.len() >= PUPPET_MEMORY {
+                        self.puppet_receipts.clear();
+                    }
+                    self.puppet_receipts.insert((live.user.clone(), last.mxid.clone()));
+                }
                 Ok(())
             }
             RemoteEvent::ChatDeleted { .. } => {
@@ -134,7 +194,8 @@ impl Actor {
     /// in the message map. Also used by backfill and catch-up.
     pub(super) async fn bridge_message(&mut self, live: &LiveLogin, room: &RoomId, event: &RemoteEvent) -> Result<(), PortalError> {
         let RemoteEvent::Message { id, sender, timestamp, parts, reply_to, thread_root, .. } = event else { return Ok(()) };
-        let messages = self.bridge.store.messages();
+        let bridge = self.bridge.clone();
+        let messages = bridge.store.messages();
         let mut pending: Vec<&MessagePart> = Vec::new();
         for part in parts {
             if messages.get_part(&self.key, id.as_str(), part.id.as_str()).await?.is_none() {
@@ -145,7 +206,7 @@ impl Actor {
             tracing::debug!(message = %id, "message already bridged; skipped");
             return Ok(());
         }
-        let ghost = self.bridge.ghost_intent(live.client.as_ref(), &sender.user).await?;
+        let speaker = self.speaker(live, room, sender).await?;
         let reply_event = match reply_to {
             Some(r) => self.first_part(r).await?.map(|m| m.mxid),
             None => None,
@@ -155,9 +216,9 @@ impl Actor {
             None => None,
         };
         for (i, part) in pending.into_iter().enumerate() {
-            let mut content = self.part_content(live, &ghost, &part.content).await;
+            let mut content = self.part_content(live, &speaker.intent, &part.content).await;
             add_relations(&mut content.content, if i == 0 { reply_event.as_deref() } else { None }, thread_event.as_deref());
-            let mxid = send_json(&ghost, room, content.event_type, content.content, Some(*timestamp)).await?;
+            let mxid = self.send_as(&speaker, room, content.event_type, content.content, Some(*timestamp)).await?;
             let row = Message {
                 portal: self.key.clone(),
                 remote_id: id.0.clone(),
@@ -165,7 +226,7 @@ impl Actor {
                 mxid: mxid.to_string(),
                 room_mxid: room.to_string(),
                 sender_remote_id: sender.user.0.clone(),
-                sender_mxid: ghost.user_id().to_string(),
+                sender_mxid: speaker.intent.user_id().to_string(),
                 timestamp: *timestamp,
                 thread_root: thread_root.as_ref().map(|t| t.0.clone()),
                 metadata: json!({}),
@@ -249,13 +310,13 @@ impl Actor {
         if existing.is_empty() {
             return Ok(());
         }
-        let ghost = self.bridge.ghost_intent(live.client.as_ref(), &sender.user).await?;
+        let speaker = self.speaker(live, room, sender).await?;
         for part in parts {
             let target = existing.iter().find(|m| m.part_id == part.id.as_str()).or_else(|| (parts.len() == 1).then(|| &existing[0]));
             let Some(target) = target else { continue };
-            let content = self.part_content(live, &ghost, &part.content).await;
+            let content = self.part_content(live, &speaker.intent, &part.content).await;
             let edit = edit_content(&content.content, &target.mxid);
-            send_json(&ghost, room, content.event_type, edit, Some(ts)).await?;
+            self.send_as(&speaker, room, content.event_type, edit, Some(ts)).await?;
         }
         Ok(())
     }
@@ -265,22 +326,23 @@ impl Actor {
         if parts.is_empty() {
             return Ok(()); // unknown, or deleted from Matrix (our own echo)
         }
-        let ghost = self.bridge.ghost_intent(live.client.as_ref(), &sender.user).await?;
+        let speaker = self.speaker(live, room, sender).await?;
         for part in &parts {
-            self.redact_as(&ghost, room, &part.mxid).await?;
+            self.redact_as(&speaker, room, &part.mxid).await?;
         }
         self.bridge.store.messages().delete_by_remote(&self.key, id.as_str()).await?;
         Ok(())
     }
 
-    /// Redacts `event` as `intent`, or as the bot when the homeserver refuses (the event
-    /// was sent by someone else).
-    async fn redact_as(&self, intent: &Intent, room: &RoomId, event: &str) -> Result<(), PortalError> {
+    /// Redacts `event` as `speaker`, or as the bot when the homeserver refuses (the event
+    /// was sent by someone else). A double puppet's redaction is remembered as an echo.
+    async fn redact_as(&mut self, speaker: &Speaker, room: &RoomId, event: &str) -> Result<(), PortalError> {
         let event = event_id(event)?;
-        match intent.redact(room, &event, None).await {
+        match speaker.intent.redact(room, &event, None).await {
             Err(e) if e.is("M_FORBIDDEN") => {
                 self.bridge.bot_intent().redact(room, &event, None).await?;
             }
+            Ok(redaction) if speaker.puppet => self.remember_puppet_event(redaction.as_str()),
             other => {
                 other?;
             }

@@ -1,0 +1,464 @@
+//! [`DiscordClient`]: one login's connection to Discord. A task runs a serenity `Client`
+//! (the gateway) whose event handler reports [`RemoteEvent`]s; when serenity gives up, the
+//! task reconnects with backoff and jitter, and stops for good on a rejected token.
+//! Sending and the optional capabilities live in [`crate::handle_matrix`].
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bridge_core::backoff::Backoff;
+use bridge_core::network::client::{DeleteHandler, EditHandler, PresenceHandler, ReactionHandler};
+use bridge_core::network::events::{ChatInfo, ChatMember, ChatRef, LoginState, Sender, UserInfo};
+use bridge_core::network::{
+    EventSender, LoginId, NetworkClient, NetworkError, OutgoingMessage, RemoteEvent, RemoteUserId, SentMessage,
+};
+use bytes::Bytes;
+use serenity::all::{
+    Cache, Channel, ChannelId, Context, EventHandler, GatewayIntents, GuildChannel, Message, MessageId,
+    MessageUpdateEvent, Reaction, ReactionType, Ready, TypingStartEvent, UserId,
+};
+use serenity::gateway::{GatewayError, ShardMessenger};
+use serenity::http::Http;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::DiscordConfig;
+use crate::connector::{timed, Endpoint, CALL_TIMEOUT};
+use crate::convert::markdown_to_matrix;
+use crate::handle_remote::{self, Names};
+use crate::ids;
+
+/// One login's connection to Discord. Built by [`crate::DiscordConnector`].
+pub struct DiscordClient {
+    pub(crate) shared: Arc<Shared>,
+    task: Mutex<Option<(CancellationToken, JoinHandle<()>)>>,
+}
+
+/// What the client, its gateway task and its event handler share.
+pub(crate) struct Shared {
+    pub(crate) config: DiscordConfig,
+    pub(crate) endpoint: Endpoint,
+    pub(crate) login: LoginId,
+    token: String,
+    pub(crate) events: EventSender,
+    pub(crate) http: Arc<Http>,
+    /// The bot's user ID (the login ID).
+    pub(crate) bot: Option<UserId>,
+    state: Mutex<LoginState>,
+    /// The gateway cache of the running serenity client, for names.
+    cache: Mutex<Option<Arc<Cache>>>,
+    /// The current shard runner's messenger (updated on every READY). Shutting down through
+    /// it reaches the runner even after serenity restarted the shard by itself, when the
+    /// shard manager's own shutdown can miss it.
+    messenger: Mutex<Option<ShardMessenger>>,
+    /// The webhook used per channel: (ID, token).
+    pub(crate) webhooks: Mutex<HashMap<ChannelId, (u64, String)>>,
+    /// IDs of the bridge's own webhooks, whose messages are not bridged back.
+    pub(crate) own_webhooks: Mutex<HashSet<u64>>,
+    /// Messages sent through a webhook: message ID → channel's webhook, for edits and deletes.
+    pub(crate) webhook_messages: Mutex<HashMap<MessageId, (u64, String)>>,
+    /// Messages the bridge is deleting, whose MESSAGE_DELETE echo is not reported.
+    pub(crate) deleting: Mutex<HashSet<MessageId>>,
+}
+
+/// Locks a mutex, ignoring poisoning (the data stays usable).
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl DiscordClient {
+    /// A client for `login` using `token`; does not connect yet.
+    pub fn new(config: DiscordConfig, endpoint: Endpoint, login: LoginId, token: String, events: EventSender) -> Self {
+        let http = Arc::new(endpoint.http(&token));
+        let bot = ids::parse_user(&RemoteUserId(login.0.clone())).ok();
+        let shared = Shared {
+            config,
+            endpoint,
+            login,
+            token,
+            events,
+            http,
+            bot,
+            state: Mutex::new(LoginState::Connecting),
+            cache: Mutex::new(None),
+            messenger: Mutex::new(None),
+            webhooks: Mutex::new(HashMap::new()),
+            own_webhooks: Mutex::new(HashSet::new()),
+            webhook_messages: Mutex::new(HashMap::new()),
+            deleting: Mutex::new(HashSet::new()),
+        };
+        Self { shared: Arc::new(shared), task: Mutex::new(None) }
+    }
+}
+
+impl Shared {
+    /// Records a new state and reports it if its kind changed; `false` if the core is gone.
+    async fn report(&self, state: LoginState) -> bool {
+        let changed = {
+            let mut current = lock(&self.state);
+            let changed = std::mem::discriminant(&*current) != std::mem::discriminant(&state);
+            *current = state.clone();
+            changed
+        };
+        !changed || self.events.send(RemoteEvent::StateChanged(state)).await
+    }
+
+    fn intents(&self) -> GatewayIntents {
+        let mut intents = GatewayIntents::GUILDS
+            | GatewayIntents::GUILD_MESSAGES
+            | GatewayIntents::GUILD_MESSAGE_REACTIONS
+            | GatewayIntents::GUILD_MESSAGE_TYPING
+            | GatewayIntents::DIRECT_MESSAGES
+            | GatewayIntents::DIRECT_MESSAGE_REACTIONS
+            | GatewayIntents::DIRECT_MESSAGE_TYPING;
+        if self.config.message_content_intent {
+            intents |= GatewayIntents::MESSAGE_CONTENT;
+        }
+        if self.config.guild_members_intent {
+            intents |= GatewayIntents::GUILD_MEMBERS;
+        }
+        intents
+    }
+
+    /// The gateway loop; returns when cancelled, when the core is gone or on a bad token.
+    async fn run(self: Arc<Self>, cancel: CancellationToken) {
+        let mut backoff = Backoff::reconnect();
+        let mut failures: u32 = 0;
+        loop {
+            if !self.report(LoginState::Connecting).await {
+                return;
+            }
+            let builder =
+                serenity::client::ClientBuilder::new_with_http(self.endpoint.http(&self.token), self.intents())
+                    .event_handler(Handler { shared: self.clone() });
+            let built = tokio::select! {
+                () = cancel.cancelled() => return,
+                built = std::future::IntoFuture::into_future(builder) => built,
+            };
+            let reason = match built {
+                Ok(mut client) => {
+                    let manager = client.shard_manager.clone();
+                    let result = tokio::select! {
+                        () = cancel.cancelled() => None,
+                        result = client.start() => Some(result),
+                    };
+                    let Some(result) = result else {
+                        if let Some(messenger) = lock(&self.messenger).take() {
+                            messenger.shutdown_clean();
+                        }
+                        manager.shutdown_all().await;
+                        return;
+                    };
+                    manager.shutdown_all().await;
+                    match result {
+                        Err(serenity::Error::Gateway(GatewayError::InvalidAuthentication)) => {
+                            let reason = "Discord rejected the bot token; log in again with a valid token".to_owned();
+                            let _ = self.report(LoginState::BadCredentials { reason }).await;
+                            return;
+                        }
+                        Err(error) => error.to_string(),
+                        Ok(()) => "the gateway connection closed".to_owned(),
+                    }
+                }
+                Err(error) => error.to_string(),
+            };
+            if matches!(*lock(&self.state), LoginState::Connected) {
+                backoff.reset();
+                failures = 0;
+            }
+            failures += 1;
+            tracing::info!(login = %self.login, %reason, "discord gateway disconnected, reconnecting");
+            if !self.report(LoginState::TransientDisconnect { reason }).await {
+                return;
+            }
+            let max = self.config.max_reconnect_attempts;
+            if max > 0 && failures >= max {
+                let reason = format!("gave up after {failures} reconnect attempts");
+                let _ = self.report(LoginState::TransientDisconnect { reason }).await;
+                return;
+            }
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep(backoff.next_delay()) => {}
+            }
+        }
+    }
+
+    /// Names for the mentions of a message, from the message itself and the cache.
+    fn names(&self, message_mentions: &[serenity::all::User], guild: Option<serenity::all::GuildId>) -> Names<'_> {
+        let mut users: HashMap<String, String> = message_mentions
+            .iter()
+            .map(|u| (u.id.get().to_string(), handle_remote::display_name(u, u.member.as_ref().and_then(|m| m.nick.as_deref()))))
+            .collect();
+        let mut roles = HashMap::new();
+        let mut channels = HashMap::new();
+        let cache = lock(&self.cache).clone();
+        if let (Some(cache), Some(guild)) = (cache, guild) {
+            if let Some(guild) = cache.guild(guild) {
+                for (id, role) in &guild.roles {
+                    roles.insert(id.get().to_string(), role.name.clone());
+                }
+                for (id, channel) in &guild.channels {
+                    channels.insert(id.get().to_string(), channel.name.clone());
+                }
+                for (id, member) in &guild.members {
+                    users.entry(id.get().to_string()).or_insert_with(|| handle_remote::display_name(&member.user, member.nick.as_deref()));
+                }
+            }
+        }
+        Names { users, roles, channels, events: &self.events }
+    }
+
+    /// Whether a message came from the bridge itself (the bot or one of its webhooks).
+    fn is_own(&self, author: UserId, webhook: Option<u64>) -> bool {
+        Some(author) == self.bot || webhook.is_some_and(|w| lock(&self.own_webhooks).contains(&w))
+    }
+
+    fn sender(&self, user: UserId) -> Sender {
+        Sender { user: ids::user_id(user), is_from_me: Some(user) == self.bot }
+    }
+}
+
+/// serenity's event handler of one login: turns gateway events into remote events.
+struct Handler {
+    shared: Arc<Shared>,
+}
+
+#[serenity::async_trait]
+impl EventHandler for Handler {
+    async fn ready(&self, ctx: Context, ready: Ready) {
+        *lock(&self.shared.cache) = Some(ctx.cache.clone());
+        *lock(&self.shared.messenger) = Some(ctx.shard.clone());
+        tracing::info!(login = %self.shared.login, guilds = ready.guilds.len(), "discord gateway ready");
+        self.shared.report(LoginState::Connected).await;
+    }
+
+    async fn message(&self, _ctx: Context, message: Message) {
+        let shared = &self.shared;
+        if shared.is_own(message.author.id, message.webhook_id.map(|w| w.get()))
+            || !handle_remote::is_relayable(&message)
+        {
+            return;
+        }
+        let Some(bot) = shared.bot else { return };
+        let event = {
+            let names = shared.names(&message.mentions, message.guild_id);
+            handle_remote::message_event(&message, &names, &shared.login, bot)
+        };
+        shared.events.send(event).await;
+    }
+
+    async fn message_update(&self, _ctx: Context, _old: Option<Message>, _new: Option<Message>, event: MessageUpdateEvent) {
+        let shared = &self.shared;
+        let (Some(author), Some(content)) = (event.author.as_ref(), event.content.as_ref()) else { return };
+        if shared.is_own(author.id, event.webhook_id.flatten().map(|w| w.get())) {
+            return;
+        }
+        let update = {
+            let names = shared.names(event.mentions.as_deref().unwrap_or(&[]), event.guild_id);
+            let converted = markdown_to_matrix(content, &names);
+            let timestamp = event.edited_timestamp.map_or(0, |t| t.unix_timestamp() * 1000);
+            RemoteEvent::Edit {
+                chat: handle_remote::chat_ref(event.channel_id, event.guild_id, &shared.login),
+                id: ids::message_id(event.id),
+                sender: shared.sender(author.id),
+                timestamp,
+                parts: vec![bridge_core::network::events::MessagePart {
+                    id: bridge_core::network::PartId::from(""),
+                    content: bridge_core::network::events::MessageContent::Text {
+                        body: converted.body,
+                        html: converted.html,
+                        mentions: converted.mentions,
+                    },
+                }],
+            }
+        };
+        shared.events.send(update).await;
+    }
+
+    async fn message_delete(
+        &self,
+        _ctx: Context,
+        channel: ChannelId,
+        message: MessageId,
+        guild: Option<serenity::all::GuildId>,
+    ) {
+        let shared = &self.shared;
+        let webhook = lock(&shared.webhook_messages).remove(&message);
+        if lock(&shared.deleting).remove(&message) || webhook.is_some() {
+            return;
+        }
+        // Discord does not say who deleted a message.
+        let Some(bot) = shared.bot else { return };
+        let event = RemoteEvent::Delete {
+            chat: handle_remote::chat_ref(channel, guild, &shared.login),
+            id: ids::message_id(message),
+            sender: Sender { user: ids::user_id(bot), is_from_me: false },
+        };
+        shared.events.send(event).await;
+    }
+
+    async fn reaction_add(&self, _ctx: Context, reaction: Reaction) {
+        self.reaction(reaction, true).await;
+    }
+
+    async fn reaction_remove(&self, _ctx: Context, reaction: Reaction) {
+        self.reaction(reaction, false).await;
+    }
+
+    async fn typing_start(&self, _ctx: Context, event: TypingStartEvent) {
+        let shared = &self.shared;
+        if Some(event.user_id) == shared.bot {
+            return;
+        }
+        let typing = RemoteEvent::Typing {
+            chat: handle_remote::chat_ref(event.channel_id, event.guild_id, &shared.login),
+            sender: shared.sender(event.user_id),
+            timeout_ms: 10_000,
+        };
+        shared.events.send(typing).await;
+    }
+
+    async fn channel_update(&self, _ctx: Context, _old: Option<GuildChannel>, new: GuildChannel) {
+        let shared = &self.shared;
+        let info = ChatInfo {
+            name: Some(new.name.clone()),
+            topic: new.topic.clone(),
+            parent: Some(bridge_core::network::RemoteChatId(new.guild_id.get().to_string())),
+            ..ChatInfo::default()
+        };
+        let chat = handle_remote::chat_ref(new.id, Some(new.guild_id), &shared.login);
+        shared.events.send(RemoteEvent::ChatInfoChanged { chat, info }).await;
+    }
+}
+
+impl Handler {
+    async fn reaction(&self, reaction: Reaction, add: bool) {
+        let shared = &self.shared;
+        let Some(user) = reaction.user_id else { return };
+        if Some(user) == shared.bot {
+            return;
+        }
+        let chat = handle_remote::chat_ref(reaction.channel_id, reaction.guild_id, &shared.login);
+        let emoji_id = ids::emoji_id(&reaction.emoji);
+        let event = if add {
+            let emoji = match &reaction.emoji {
+                ReactionType::Unicode(text) => text.clone(),
+                ReactionType::Custom { name, .. } => format!(":{}:", name.as_deref().unwrap_or("emoji")),
+                other => other.to_string(),
+            };
+            RemoteEvent::ReactionAdd {
+                chat,
+                target: ids::message_id(reaction.message_id),
+                sender: shared.sender(user),
+                emoji_id,
+                emoji,
+                timestamp: now_ms(),
+            }
+        } else {
+            RemoteEvent::ReactionRemove { chat, target: ids::message_id(reaction.message_id), sender: shared.sender(user), emoji_id }
+        };
+        shared.events.send(event).await;
+    }
+}
+
+/// Unix milliseconds now.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+#[async_trait::async_trait]
+impl NetworkClient for DiscordClient {
+    async fn connect(&self) {
+        let mut task = lock(&self.task);
+        if task.as_ref().is_some_and(|(_, handle)| !handle.is_finished()) {
+            return;
+        }
+        let cancel = CancellationToken::new();
+        let handle = tokio::spawn(self.shared.clone().run(cancel.clone()));
+        *task = Some((cancel, handle));
+    }
+
+    async fn disconnect(&self) {
+        let task = lock(&self.task).take();
+        if let Some((cancel, mut handle)) = task {
+            cancel.cancel();
+            if tokio::time::timeout(Duration::from_secs(10), &mut handle).await.is_err() {
+                handle.abort();
+            }
+        }
+    }
+
+    fn state(&self) -> LoginState {
+        lock(&self.shared.state).clone()
+    }
+
+    async fn send_message(&self, message: OutgoingMessage) -> Result<SentMessage, NetworkError> {
+        crate::handle_matrix::send_message(&self.shared, message).await
+    }
+
+    async fn chat_info(&self, chat: &ChatRef) -> Result<ChatInfo, NetworkError> {
+        let channel = ids::parse_chat(&chat.id)?;
+        match timed(self.shared.http.get_channel(channel)).await? {
+            Channel::Guild(channel) => Ok(ChatInfo {
+                name: Some(channel.name.clone()),
+                topic: channel.topic.clone(),
+                parent: Some(bridge_core::network::RemoteChatId(channel.guild_id.get().to_string())),
+                ..ChatInfo::default()
+            }),
+            Channel::Private(dm) => {
+                let mut members = vec![ChatMember { user: ids::user_id(dm.recipient.id), nickname: None, is_admin: false }];
+                if let Some(bot) = self.shared.bot {
+                    members.push(ChatMember { user: ids::user_id(bot), nickname: None, is_admin: false });
+                }
+                Ok(ChatInfo { is_direct: true, members: Some(members), ..ChatInfo::default() })
+            }
+            _ => Err(NetworkError::Unsupported("this kind of Discord channel".to_owned())),
+        }
+    }
+
+    async fn user_info(&self, user: &RemoteUserId) -> Result<UserInfo, NetworkError> {
+        let id = ids::parse_user(user)?;
+        let user = timed(self.shared.http.get_user(id)).await?;
+        Ok(handle_remote::user_info(&user, None))
+    }
+
+    async fn download_media(&self, source: &str) -> Result<(Bytes, Option<String>), NetworkError> {
+        let url = crate::handle_matrix::media_url(&self.shared.endpoint, source)?;
+        let response = reqwest::Client::new()
+            .get(url)
+            .timeout(CALL_TIMEOUT * 3)
+            .send()
+            .await
+            .map_err(|e| NetworkError::Remote(format!("download failed: {e}")))?;
+        if !response.status().is_success() {
+            return Err(NetworkError::NotFound(format!("media answered {}", response.status())));
+        }
+        let mime = response.headers().get(reqwest::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let bytes = response.bytes().await.map_err(|e| NetworkError::Remote(format!("download failed: {e}")))?;
+        Ok((bytes, mime))
+    }
+
+    async fn logout(&self) -> Result<(), NetworkError> {
+        // A bot token cannot be revoked through the API; forgetting it is the logout.
+        self.disconnect().await;
+        Ok(())
+    }
+
+    fn edits(&self) -> Option<&dyn EditHandler> {
+        Some(self)
+    }
+
+    fn deletions(&self) -> Option<&dyn DeleteHandler> {
+        Some(self)
+    }
+
+    fn reactions(&self) -> Option<&dyn ReactionHandler> {
+        Some(self)
+    }
+
+    fn presence(&self) -> Option<&dyn PresenceHandler> {
+        Some(self)
+    }
+}

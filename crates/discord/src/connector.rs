@@ -1,0 +1,144 @@
+//! [`DiscordNetwork`] (the bridge's static facts and config section) and
+//! [`DiscordConnector`]: the login flows and building a [`DiscordClient`] per login.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bridge_core::network::login::LoginFlow;
+use bridge_core::network::{
+    EventSender, LoginProcess, Network, NetworkClient, NetworkConnector, NetworkError, NetworkInfo, StoredLogin,
+};
+use serenity::http::{Http, HttpBuilder};
+
+use crate::client::DiscordClient;
+use crate::config::DiscordConfig;
+use crate::login::TokenLogin;
+
+/// The timeout of one REST call to Discord.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The Discord network, as the `bridge-discord` binary sees it.
+pub struct DiscordNetwork;
+
+impl Network for DiscordNetwork {
+    type Config = DiscordConfig;
+
+    fn info() -> NetworkInfo {
+        NetworkInfo {
+            id: "discord",
+            display_name: "Discord",
+            bot_localpart: "discordbot",
+            ghost_template: "discord_{id}",
+            command_prefix: "!dc",
+            default_port: 29334,
+            env_prefix: "DISCORD_BRIDGE",
+            url: "https://discord.com/developers/docs",
+        }
+    }
+
+    fn connector(config: DiscordConfig) -> anyhow::Result<Arc<dyn NetworkConnector>> {
+        Ok(Arc::new(DiscordConnector::new(config)?))
+    }
+}
+
+/// Where serenity connects: real Discord, or a simulator in tests.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    /// The simulator's base URL (`http://127.0.0.1:PORT`), `None` for Discord itself.
+    pub simulator: Option<url::Url>,
+}
+
+impl Endpoint {
+    /// A serenity HTTP client for `token`. With a simulator, requests go to it and the rate
+    /// limiter is off (serenity ignores the proxy otherwise); with Discord it stays on.
+    pub fn http(&self, token: &str) -> Http {
+        match &self.simulator {
+            Some(url) => HttpBuilder::new(token)
+                .proxy(url.as_str().trim_end_matches('/'))
+                .ratelimiter_disabled(true)
+                .build(),
+            None => HttpBuilder::new(token).build(),
+        }
+    }
+}
+
+/// The Discord connector: offers the `token` flow and builds one [`DiscordClient`] per login.
+pub struct DiscordConnector {
+    config: DiscordConfig,
+    endpoint: Endpoint,
+}
+
+impl DiscordConnector {
+    /// Checks the config (the simulator URL is refused in release builds) and builds the
+    /// connector. Connects to nothing.
+    pub fn new(config: DiscordConfig) -> anyhow::Result<Self> {
+        let simulator = config.validate()?;
+        if simulator.is_some() {
+            tracing::warn!("network.api_base_url is set: talking to a Discord simulator, not Discord");
+        }
+        Ok(Self { config, endpoint: Endpoint { simulator } })
+    }
+
+    /// Where this connector's clients connect.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+}
+
+#[async_trait::async_trait]
+impl NetworkConnector for DiscordConnector {
+    fn login_flows(&self) -> Vec<LoginFlow> {
+        vec![LoginFlow {
+            id: "token".to_owned(),
+            name: "Bot token".to_owned(),
+            description: "Log in with the token of a Discord bot from the developer portal.".to_owned(),
+        }]
+    }
+
+    async fn create_login(&self, flow: &str) -> Result<Box<dyn LoginProcess>, NetworkError> {
+        match flow {
+            "token" => Ok(Box::new(TokenLogin::new(self.endpoint.clone()))),
+            other => Err(NetworkError::NotFound(format!("login flow {other}"))),
+        }
+    }
+
+    async fn load_login(&self, login: StoredLogin, events: EventSender) -> Result<Arc<dyn NetworkClient>, NetworkError> {
+        let token = login
+            .session
+            .get("token")
+            .and_then(serde_json::Value::as_str)
+            .ok_or_else(|| NetworkError::Remote("the stored Discord session has no token".to_owned()))?;
+        Ok(Arc::new(DiscordClient::new(
+            self.config.clone(),
+            self.endpoint.clone(),
+            login.id,
+            token.to_owned(),
+            events,
+        )))
+    }
+}
+
+/// Maps a serenity error to the core's error kinds.
+pub fn network_error(error: &serenity::Error) -> NetworkError {
+    use serenity::http::HttpError;
+    if let serenity::Error::Http(HttpError::UnsuccessfulRequest(response)) = error {
+        let message = response.error.message.clone();
+        return match response.status_code.as_u16() {
+            401 => NetworkError::NotLoggedIn,
+            404 => NetworkError::NotFound(message),
+            429 => NetworkError::RateLimited(Duration::from_secs(1)),
+            400 => NetworkError::BadInput(format!("Discord refused the request: {message}")),
+            _ => NetworkError::Remote(format!("Discord answered {}: {message}", response.status_code)),
+        };
+    }
+    NetworkError::Remote(error.to_string())
+}
+
+/// Runs a REST call with [`CALL_TIMEOUT`].
+pub async fn timed<T>(call: impl std::future::Future<Output = serenity::Result<T>>) -> Result<T, NetworkError> {
+    match tokio::time::timeout(CALL_TIMEOUT, call).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(error)) => Err(network_error(&error)),
+        Err(_) => Err(NetworkError::Remote("Discord did not answer in time".to_owned())),
+    }
+}

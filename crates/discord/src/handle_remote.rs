@@ -1,0 +1,206 @@
+//! Discord → core: serenity's gateway models turned into [`RemoteEvent`]s (messages with
+//! converted markdown and attachments, edits, deletions, reactions, typing), the names
+//! mentions resolve to, and ghost information.
+
+use std::collections::HashMap;
+
+use bridge_core::network::events::{
+    AvatarRef, ChatRef, Media, MediaKind, MessageContent, MessagePart, Sender, UserInfo,
+};
+use bridge_core::network::{EventSender, LoginId, PartId, RemoteEvent, RemoteUserId};
+use serenity::model::channel::{Attachment, Message, MessageType};
+use serenity::model::id::{ChannelId, GuildId, UserId};
+use serenity::model::user::User;
+
+use crate::convert::{markdown_to_matrix, MentionResolver};
+use crate::ids;
+
+/// The chat of a channel as one login sees it: guild channels are shared, DMs are the login's.
+pub fn chat_ref(channel: ChannelId, guild: Option<GuildId>, login: &LoginId) -> ChatRef {
+    ChatRef { id: ids::chat_id(channel), receiver: guild.is_none().then(|| login.clone()) }
+}
+
+/// The name a user is shown with: the server nickname, else the global name, else the username.
+pub fn display_name(user: &User, nick: Option<&str>) -> String {
+    nick.filter(|n| !n.is_empty())
+        .map(str::to_owned)
+        .or_else(|| user.global_name.clone().filter(|n| !n.is_empty()))
+        .unwrap_or_else(|| user.name.clone())
+}
+
+/// Ghost information of a user.
+pub fn user_info(user: &User, nick: Option<&str>) -> UserInfo {
+    let avatar = user.avatar.map(|hash| AvatarRef { id: hash.to_string(), source: user.avatar_url() });
+    UserInfo { name: Some(display_name(user, nick)), avatar, is_bot: user.bot }
+}
+
+/// What mentions in one message resolve to: names gathered from the message and the cache.
+pub struct Names<'a> {
+    /// User ID → display name.
+    pub users: HashMap<String, String>,
+    /// Role ID → name.
+    pub roles: HashMap<String, String>,
+    /// Channel ID → name.
+    pub channels: HashMap<String, String>,
+    /// Makes pills for ghosts.
+    pub events: &'a EventSender,
+}
+
+impl MentionResolver for Names<'_> {
+    fn user(&self, id: &str) -> (String, String) {
+        let name = self.users.get(id).cloned().unwrap_or_else(|| id.to_owned());
+        let pill = self.events.mention_pill(&RemoteUserId::from(id), &name);
+        (name, pill)
+    }
+
+    fn role(&self, id: &str) -> Option<String> {
+        self.roles.get(id).cloned()
+    }
+
+    fn channel(&self, id: &str) -> Option<String> {
+        self.channels.get(id).cloned()
+    }
+}
+
+/// The media kind of an attachment, from its MIME type.
+pub fn media_kind(attachment: &Attachment) -> MediaKind {
+    let mime = attachment.content_type.as_deref().unwrap_or("");
+    if mime.starts_with("image/") {
+        MediaKind::Image
+    } else if mime.starts_with("video/") {
+        MediaKind::Video
+    } else if mime.starts_with("audio/") {
+        if attachment.waveform.is_some() {
+            MediaKind::Voice
+        } else {
+            MediaKind::Audio
+        }
+    } else {
+        MediaKind::File
+    }
+}
+
+/// The parts of a message: its text (part `""`), each attachment (part = attachment ID),
+/// and stickers and embeds as readable text.
+pub fn message_parts(message: &Message, names: &Names<'_>) -> Vec<MessagePart> {
+    let mut parts = Vec::new();
+    if !message.content.is_empty() {
+        let converted = markdown_to_matrix(&message.content, names);
+        parts.push(MessagePart {
+            id: PartId::from(""),
+            content: MessageContent::Text {
+                body: converted.body,
+                html: converted.html,
+                mentions: converted.mentions,
+            },
+        });
+    }
+    for attachment in &message.attachments {
+        parts.push(MessagePart {
+            id: PartId(attachment.id.get().to_string()),
+            content: MessageContent::Media(Media {
+                kind: media_kind(attachment),
+                source: attachment.url.clone(),
+                filename: attachment.filename.clone(),
+                mime: attachment.content_type.clone(),
+                size: Some(u64::from(attachment.size)),
+                dimensions: attachment.width.zip(attachment.height),
+                duration_ms: attachment.duration_secs.map(|s| (s * 1000.0) as u64),
+                caption: None,
+            }),
+        });
+    }
+    for sticker in &message.sticker_items {
+        parts.push(MessagePart {
+            id: PartId(format!("sticker-{}", sticker.id.get())),
+            content: MessageContent::Notice { body: format!("[sticker: {}]", sticker.name) },
+        });
+    }
+    for (index, embed) in message.embeds.iter().enumerate() {
+        let lines: Vec<&str> = [embed.title.as_deref(), embed.description.as_deref(), embed.url.as_deref()]
+            .into_iter()
+            .flatten()
+            .filter(|line| !line.is_empty() && !message.content.contains(*line))
+            .collect();
+        if !lines.is_empty() {
+            parts.push(MessagePart {
+                id: PartId(format!("embed-{index}")),
+                content: MessageContent::Notice { body: lines.join("\n") },
+            });
+        }
+    }
+    parts
+}
+
+/// Whether a message is one the bridge should relay (not a system message such as a pin).
+pub fn is_relayable(message: &Message) -> bool {
+    matches!(message.kind, MessageType::Regular | MessageType::InlineReply)
+}
+
+/// A new message as a [`RemoteEvent::Message`].
+pub fn message_event(message: &Message, names: &Names<'_>, login: &LoginId, bot: UserId) -> RemoteEvent {
+    RemoteEvent::Message {
+        chat: chat_ref(message.channel_id, message.guild_id, login),
+        id: ids::message_id(message.id),
+        sender: Sender { user: ids::user_id(message.author.id), is_from_me: message.author.id == bot },
+        timestamp: message.timestamp.unix_timestamp() * 1000,
+        parts: message_parts(message, names),
+        reply_to: message.message_reference.as_ref().and_then(|r| r.message_id).map(ids::message_id),
+        thread_root: None,
+    }
+}
+
+/// An edited message as a [`RemoteEvent::Edit`] (its text part only; attachments cannot
+/// change).
+pub fn edit_event(message: &Message, names: &Names<'_>, login: &LoginId, bot: UserId) -> RemoteEvent {
+    let parts = message_parts(message, names).into_iter().filter(|p| p.id.as_str().is_empty()).collect();
+    let timestamp = message.edited_timestamp.unwrap_or(message.timestamp).unix_timestamp() * 1000;
+    RemoteEvent::Edit {
+        chat: chat_ref(message.channel_id, message.guild_id, login),
+        id: ids::message_id(message.id),
+        sender: Sender { user: ids::user_id(message.author.id), is_from_me: message.author.id == bot },
+        timestamp,
+        parts,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(json: serde_json::Value) -> User {
+        serde_json::from_value(json).expect("user")
+    }
+
+    #[test]
+    fn display_names_prefer_nick_then_global_name() {
+        let with_global = user(serde_json::json!({"id": "1", "username": "ann", "global_name": "Ann A.", "discriminator": "0", "avatar": null}));
+        let plain = user(serde_json::json!({"id": "2", "username": "bob", "discriminator": "0", "avatar": null}));
+        let cases = [
+            (&with_global, Some("Annie"), "Annie"),
+            (&with_global, Some(""), "Ann A."),
+            (&with_global, None, "Ann A."),
+            (&plain, None, "bob"),
+        ];
+        for (user, nick, want) in cases {
+            assert_eq!(display_name(user, nick), want);
+        }
+    }
+
+    #[test]
+    fn user_info_has_avatar_url() {
+        let u = user(serde_json::json!({"id": "5", "username": "c", "discriminator": "0", "avatar": "0123456789abcdef0123456789abcdef", "bot": true}));
+        let info = user_info(&u, None);
+        assert!(info.is_bot);
+        let avatar = info.avatar.expect("avatar");
+        assert_eq!(avatar.id, "0123456789abcdef0123456789abcdef");
+        assert!(avatar.source.expect("source").contains("/avatars/5/"));
+    }
+
+    #[test]
+    fn chat_refs() {
+        let login = LoginId::from("9");
+        assert_eq!(chat_ref(ChannelId::new(3), Some(GuildId::new(4)), &login).receiver, None);
+        assert_eq!(chat_ref(ChannelId::new(3), None, &login).receiver, Some(login));
+    }
+}

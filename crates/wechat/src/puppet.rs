@@ -1,0 +1,369 @@
+//! The gRPC client of the Wechaty puppet service: the generated protocol types, the
+//! `authorization: Wechaty <token>` interceptor, TLS, and [`Puppet`], a typed wrapper with a
+//! timeout on every call and errors mapped to [`PuppetError`].
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt as _;
+use tonic::metadata::MetadataValue;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+
+use crate::config::TlsConfig;
+
+/// The protocol types generated from `proto/` by `build.rs`.
+#[allow(missing_docs, clippy::all, clippy::pedantic)]
+pub mod proto {
+    /// Package `wechaty`: the `Puppet` service.
+    pub mod wechaty {
+        tonic::include_proto!("wechaty");
+        /// Package `wechaty.puppet`: the messages.
+        pub mod puppet {
+            tonic::include_proto!("wechaty.puppet");
+        }
+    }
+    pub use wechaty::puppet::*;
+}
+
+use proto::wechaty::puppet_client::PuppetClient;
+use proto::*;
+
+/// Size of the data chunks sent in file streams.
+const CHUNK_SIZE: usize = 64 * 1024;
+
+/// Largest file accepted from a file stream.
+const MAX_FILE: usize = 100 * 1024 * 1024;
+
+/// A failed puppet service call, by cause.
+#[derive(Debug, thiserror::Error)]
+pub enum PuppetError {
+    /// The endpoint in the config or session is not a usable URL.
+    #[error("invalid puppet service endpoint {0:?}")]
+    InvalidEndpoint(String),
+    /// The TLS settings could not be applied.
+    #[error("tls setup failed: {0}")]
+    Tls(String),
+    /// The token was rejected.
+    #[error("the puppet service rejected the token")]
+    Unauthenticated,
+    /// Another client holds the puppet's event stream.
+    #[error("another client is already reading this puppet's events")]
+    StreamBusy,
+    /// The service could not be reached.
+    #[error("puppet service unavailable: {0}")]
+    Unavailable(String),
+    /// The call took longer than the configured timeout.
+    #[error("puppet service call {0} timed out")]
+    Timeout(&'static str),
+    /// The service answered with an error (the first line of its message).
+    #[error("puppet service error in {call}: {message}")]
+    Remote {
+        /// The call that failed.
+        call: &'static str,
+        /// The service's message, first line only (services send JavaScript stack traces).
+        message: String,
+    },
+    /// The answer was not what the protocol promises.
+    #[error("bad answer from the puppet service: {0}")]
+    BadAnswer(String),
+}
+
+impl PuppetError {
+    pub(crate) fn from_status(call: &'static str, status: &tonic::Status) -> Self {
+        match status.code() {
+            tonic::Code::Unauthenticated => Self::Unauthenticated,
+            tonic::Code::AlreadyExists => Self::StreamBusy,
+            tonic::Code::Unavailable | tonic::Code::Cancelled => Self::Unavailable(first_line(status.message())),
+            _ => Self::Remote { call, message: first_line(status.message()) },
+        }
+    }
+
+    /// Whether retrying later may help (the service is away or busy), as opposed to a
+    /// rejected token or a bad request.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Unavailable(_) | Self::Timeout(_) | Self::StreamBusy)
+    }
+}
+
+impl From<PuppetError> for bridge_core::network::NetworkError {
+    fn from(error: PuppetError) -> Self {
+        match error {
+            PuppetError::Unauthenticated => Self::NotLoggedIn,
+            other => Self::Remote(other.to_string()),
+        }
+    }
+}
+
+fn first_line(message: &str) -> String {
+    message.lines().next().unwrap_or_default().chars().take(300).collect()
+}
+
+/// Adds `authorization: Wechaty <token>` to every request.
+#[derive(Clone)]
+pub struct Auth {
+    header: Option<MetadataValue<tonic::metadata::Ascii>>,
+}
+
+impl tonic::service::Interceptor for Auth {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(header) = &self.header {
+            request.metadata_mut().insert("authorization", header.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// Where a puppet service is and how to reach it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PuppetTarget {
+    /// `http://host:port` or `https://host:port`.
+    pub endpoint: String,
+    /// The service token.
+    pub token: String,
+    /// TLS options for `https://` endpoints.
+    pub tls: TlsConfig,
+}
+
+impl std::fmt::Debug for PuppetTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PuppetTarget").field("endpoint", &self.endpoint).finish_non_exhaustive()
+    }
+}
+
+/// A connection to one puppet service. Cheap to clone; reconnects by itself when the
+/// service comes back.
+#[derive(Clone)]
+pub struct Puppet {
+    client: PuppetClient<InterceptedService<Channel, Auth>>,
+    timeout: Duration,
+}
+
+impl Puppet {
+    /// Builds a client for `target` without connecting yet; every call times out after `timeout`.
+    pub fn new(target: &PuppetTarget, timeout: Duration) -> Result<Self, PuppetError> {
+        let invalid = || PuppetError::InvalidEndpoint(target.endpoint.clone());
+        let uri: http::Uri = target.endpoint.parse().map_err(|_| invalid())?;
+        let tls = match uri.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
+            _ => return Err(invalid()),
+        };
+        let mut endpoint = Endpoint::from_shared(target.endpoint.clone())
+            .map_err(|_| invalid())?
+            .connect_timeout(Duration::from_secs(5))
+            .http2_keep_alive_interval(Duration::from_secs(20))
+            .keep_alive_timeout(Duration::from_secs(10))
+            .keep_alive_while_idle(true);
+        if tls {
+            let mut config = ClientTlsConfig::new().with_webpki_roots();
+            if let Some(name) = &target.tls.server_name {
+                config = config.domain_name(name.clone());
+            }
+            if let Some(file) = &target.tls.ca_file {
+                let pem = std::fs::read(file).map_err(|e| PuppetError::Tls(format!("read {file}: {e}")))?;
+                config = config.ca_certificate(Certificate::from_pem(pem));
+            }
+            endpoint = endpoint.tls_config(config).map_err(|e| PuppetError::Tls(e.to_string()))?;
+        }
+        let header = if target.token.is_empty() {
+            None
+        } else {
+            let value = format!("Wechaty {}", target.token);
+            Some(value.parse().map_err(|_| PuppetError::BadAnswer("the token is not valid in a header".to_owned()))?)
+        };
+        let channel = endpoint.connect_lazy();
+        Ok(Self { client: PuppetClient::with_interceptor(channel, Auth { header }), timeout })
+    }
+
+    /// Runs one unary call with the timeout, mapping its status.
+    async fn unary<T, F>(&self, call: &'static str, future: F) -> Result<T, PuppetError>
+    where
+        F: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        match tokio::time::timeout(self.timeout, future).await {
+            Ok(Ok(response)) => Ok(response.into_inner()),
+            Ok(Err(status)) => Err(PuppetError::from_status(call, &status)),
+            Err(_) => Err(PuppetError::Timeout(call)),
+        }
+    }
+
+    /// Starts the puppet (resumes its session, or makes it emit SCAN). Harmless when started.
+    pub async fn start(&self) -> Result<(), PuppetError> {
+        self.unary("Start", self.client.clone().start(StartRequest {})).await.map(drop)
+    }
+
+    /// Stops the puppet. Some puppets (the mock) log the account out when stopped.
+    pub async fn stop(&self) -> Result<(), PuppetError> {
+        self.unary("Stop", self.client.clone().stop(StopRequest {})).await.map(drop)
+    }
+
+    /// Logs the account out of WeChat.
+    pub async fn logout(&self) -> Result<(), PuppetError> {
+        self.unary("Logout", self.client.clone().logout(LogoutRequest {})).await.map(drop)
+    }
+
+    /// Pings the puppet; it answers with a DONG event carrying `data`.
+    pub async fn ding(&self, data: &str) -> Result<(), PuppetError> {
+        self.unary("Ding", self.client.clone().ding(DingRequest { data: data.to_owned() })).await.map(drop)
+    }
+
+    /// The service's version.
+    pub async fn version(&self) -> Result<String, PuppetError> {
+        Ok(self.unary("Version", self.client.clone().version(VersionRequest {})).await?.version)
+    }
+
+    /// Opens the event stream (only one may be open per puppet).
+    pub async fn events(&self) -> Result<tonic::Streaming<EventResponse>, PuppetError> {
+        self.unary("Event", self.client.clone().event(EventRequest {})).await
+    }
+
+    /// A contact's payload.
+    pub async fn contact(&self, id: &str) -> Result<ContactPayloadResponse, PuppetError> {
+        self.unary("ContactPayload", self.client.clone().contact_payload(ContactPayloadRequest { id: id.to_owned() }))
+            .await
+    }
+
+    /// A room's payload.
+    pub async fn room(&self, id: &str) -> Result<RoomPayloadResponse, PuppetError> {
+        self.unary("RoomPayload", self.client.clone().room_payload(RoomPayloadRequest { id: id.to_owned() })).await
+    }
+
+    /// The ids of a room's members.
+    pub async fn room_members(&self, id: &str) -> Result<Vec<String>, PuppetError> {
+        let request = RoomMemberListRequest { id: id.to_owned() };
+        Ok(self.unary("RoomMemberList", self.client.clone().room_member_list(request)).await?.member_ids)
+    }
+
+    /// One member of a room, with their room alias.
+    pub async fn room_member(&self, room: &str, member: &str) -> Result<RoomMemberPayloadResponse, PuppetError> {
+        let request = RoomMemberPayloadRequest { id: room.to_owned(), member_id: member.to_owned() };
+        self.unary("RoomMemberPayload", self.client.clone().room_member_payload(request)).await
+    }
+
+    /// A message's payload.
+    pub async fn message(&self, id: &str) -> Result<MessagePayloadResponse, PuppetError> {
+        self.unary("MessagePayload", self.client.clone().message_payload(MessagePayloadRequest { id: id.to_owned() }))
+            .await
+    }
+
+    /// Sends a text (mentioning `mentions` in a room) and returns the new message's id
+    /// (empty if the puppet gives none).
+    pub async fn send_text(&self, conversation: &str, text: &str, mentions: Vec<String>) -> Result<String, PuppetError> {
+        let request =
+            MessageSendTextRequest { conversation_id: conversation.to_owned(), text: text.to_owned(), mentional_ids: mentions };
+        Ok(self.unary("MessageSendText", self.client.clone().message_send_text(request)).await?.id)
+    }
+
+    /// Sends a file through the chunk stream and returns the new message's id (may be empty).
+    pub async fn send_file(&self, conversation: &str, name: &str, data: Bytes) -> Result<String, PuppetError> {
+        let mut requests = vec![
+            MessageSendFileStreamRequest { conversation_id: Some(conversation.to_owned()), file_box_chunk: None },
+            MessageSendFileStreamRequest {
+                conversation_id: None,
+                file_box_chunk: Some(FileBoxChunk { data: None, name: Some(name.to_owned()) }),
+            },
+        ];
+        for chunk in data.chunks(CHUNK_SIZE) {
+            requests.push(MessageSendFileStreamRequest {
+                conversation_id: None,
+                file_box_chunk: Some(FileBoxChunk { data: Some(chunk.to_vec()), name: None }),
+            });
+        }
+        let stream = futures::stream::iter(requests);
+        let mut client = self.client.clone();
+        let call = client.message_send_file_stream(stream);
+        // Uploads get more time than ordinary calls.
+        match tokio::time::timeout(self.timeout * 4, call).await {
+            Ok(Ok(response)) => Ok(response.into_inner().id),
+            Ok(Err(status)) => Err(PuppetError::from_status("MessageSendFileStream", &status)),
+            Err(_) => Err(PuppetError::Timeout("MessageSendFileStream")),
+        }
+    }
+
+    /// Downloads a message's file (or its HD image with `image`) through the chunk stream;
+    /// returns its name and bytes.
+    pub async fn message_file(&self, id: &str, image: bool) -> Result<(String, Bytes), PuppetError> {
+        let call = "MessageFileStream";
+        let work = async {
+            let chunks = if image {
+                let request = MessageImageStreamRequest { id: id.to_owned(), r#type: ImageType::Hd as i32 };
+                let stream = self.client.clone().message_image_stream(request).await;
+                stream.map_err(|s| PuppetError::from_status(call, &s))?.into_inner().map(|r| r.map(|r| r.file_box_chunk)).boxed()
+            } else {
+                let request = MessageFileStreamRequest { id: id.to_owned() };
+                let stream = self.client.clone().message_file_stream(request).await;
+                stream.map_err(|s| PuppetError::from_status(call, &s))?.into_inner().map(|r| r.map(|r| r.file_box_chunk)).boxed()
+            };
+            collect_file(chunks).await
+        };
+        match tokio::time::timeout(self.timeout * 4, work).await {
+            Ok(result) => result,
+            Err(_) => Err(PuppetError::Timeout(call)),
+        }
+    }
+
+    /// Recalls a message this account sent; `false` if the puppet refused.
+    pub async fn recall(&self, id: &str) -> Result<bool, PuppetError> {
+        let request = MessageRecallRequest { id: id.to_owned() };
+        Ok(self.unary("MessageRecall", self.client.clone().message_recall(request)).await?.success)
+    }
+}
+
+/// Reads a chunk stream: a name chunk, then data chunks.
+async fn collect_file(
+    mut chunks: futures::stream::BoxStream<'_, Result<Option<FileBoxChunk>, tonic::Status>>,
+) -> Result<(String, Bytes), PuppetError> {
+    let mut name = String::new();
+    let mut data = BytesMut::new();
+    while let Some(item) = chunks.next().await {
+        let chunk = item.map_err(|s| PuppetError::from_status("MessageFileStream", &s))?;
+        let Some(chunk) = chunk else { continue };
+        if let Some(n) = chunk.name {
+            name = n;
+        }
+        if let Some(bytes) = chunk.data {
+            if data.len() + bytes.len() > MAX_FILE {
+                return Err(PuppetError::BadAnswer("file larger than 100 MiB".to_owned()));
+            }
+            data.extend_from_slice(&bytes);
+        }
+    }
+    Ok((name, data.freeze()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(endpoint: &str) -> PuppetTarget {
+        PuppetTarget { endpoint: endpoint.to_owned(), token: "t".to_owned(), tls: TlsConfig::default() }
+    }
+
+    #[tokio::test]
+    async fn endpoints_must_be_http_or_https_urls() {
+        for (endpoint, ok) in
+            [("http://127.0.0.1:8788", true), ("https://puppet.example:443", true), ("127.0.0.1:8788", false), ("", false)]
+        {
+            assert_eq!(Puppet::new(&target(endpoint), Duration::from_secs(1)).is_ok(), ok, "{endpoint}");
+        }
+    }
+
+    #[test]
+    fn statuses_map_to_causes() {
+        let cases = [
+            (tonic::Status::unauthenticated("bad"), "the puppet service rejected the token"),
+            (tonic::Status::already_exists("twice"), "another client is already reading this puppet's events"),
+            (tonic::Status::unknown("Error: boom\n    at foo.js:1"), "puppet service error in X: Error: boom"),
+        ];
+        for (status, text) in cases {
+            assert_eq!(PuppetError::from_status("X", &status).to_string(), text);
+        }
+    }
+
+    #[test]
+    fn debug_of_a_target_hides_the_token() {
+        let text = format!("{:?}", target("http://h:1"));
+        assert!(!text.contains("\"t\""), "{text}");
+    }
+}

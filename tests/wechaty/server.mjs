@@ -1,0 +1,295 @@
+// The Wechaty puppet service the WeChat bridge's tests talk to: the real npm `PuppetServer`
+// (gRPC, TLS disabled) wrapping `PuppetMock`, plus a small JSON-over-HTTP control API the Rust
+// harness (tests/src/wechaty.rs) uses to script the mock.
+//
+//   node server.mjs --grpc-port 8788 --control-port 8789 --token <token>
+//
+// The script prints `READY` on stdout once both servers listen.
+//
+// Control API (all bodies JSON, all answers JSON):
+//   GET  /health                      {grpc, loggedIn, selfId, streaming}
+//   POST /contacts                    {id?, name, alias?, avatar?}            -> {id}
+//   POST /rooms                       {id?, topic, members: [id], aliases: {id: alias}} -> {id}
+//   POST /scan                        {qrcode, status}  (status: wechaty-puppet ScanStatus number)
+//   POST /login                       {id}
+//   POST /logout                      {}
+//   POST /messages                    {from, to? | room?, text?, mentions?: [id],
+//                                      file?: {name, base64}}                -> {id}
+//   POST /recall                      {id}  the original talker recalls message `id`  -> {id}
+//   POST /rooms/topic                 {room, topic, by}
+//   POST /rooms/join                  {room, members: [id], by}
+//   POST /rooms/leave                 {room, members: [id], by}
+//   GET  /sent                        [{id, conversationId, text, mentionIds, file}]  what the client sent
+//   GET  /recalled                    [id]  messages the client recalled
+//   POST /server/stop, /server/start  stop or start the gRPC PuppetServer (the puppet keeps its state)
+import http from 'node:http';
+import { parseArgs } from 'node:util';
+
+import { FileBox } from 'file-box';
+import * as PUPPET from 'wechaty-puppet';
+import { PuppetMock, mock } from 'wechaty-puppet-mock';
+import { PuppetServer } from 'wechaty-puppet-service';
+
+const { values: args } = parseArgs({
+  options: {
+    'grpc-port': { type: 'string', default: process.env.WECHATY_TEST_GRPC_PORT ?? '8788' },
+    'control-port': { type: 'string', default: process.env.WECHATY_TEST_CONTROL_PORT ?? '8789' },
+    token: { type: 'string', default: process.env.WECHATY_TEST_TOKEN ?? 'test-token' },
+  },
+});
+
+let nextId = 1;
+const newId = (prefix) => `${prefix}${Date.now().toString(36)}${(nextId++).toString(36)}`;
+
+/** What the bridge sent through the puppet, in order. */
+const sent = [];
+/** Ids of messages the bridge recalled. */
+const recalled = [];
+/** Room member aliases: roomId -> (contactId -> alias). */
+const roomAliases = new Map();
+
+/** PuppetMock with the behaviour a real puppet has and the stock mock lacks. */
+class ScriptedPuppet extends PuppetMock {
+  async contactAlias(contactId, alias) {
+    const payload = this.mocker.contactPayload(contactId);
+    if (typeof alias === 'undefined') {
+      return payload.alias ?? '';
+    }
+    payload.alias = alias;
+  }
+
+  async contactAvatar(contactId, file) {
+    if (file) {
+      return;
+    }
+    return FileBox.fromQRCode(`avatar:${contactId}`);
+  }
+
+  async roomTopic(roomId, topic) {
+    const payload = this.mocker.roomPayload(roomId);
+    if (typeof topic === 'undefined') {
+      return payload.topic;
+    }
+    payload.topic = topic;
+  }
+
+  async roomMemberRawPayload(roomId, contactId) {
+    const contact = this.mocker.contactPayload(contactId);
+    return {
+      avatar: contact.avatar,
+      id: contactId,
+      name: contact.name,
+      roomAlias: roomAliases.get(roomId)?.get(contactId) ?? '',
+    };
+  }
+
+  async messageRecall(messageId) {
+    const payload = this.mocker.messagePayload(messageId);
+    if (payload.talkerId !== this.currentUserId) {
+      return false;
+    }
+    recalled.push(messageId);
+    return true;
+  }
+
+  /** Records an outgoing message, echoes it as WeChat does and returns its id. */
+  async sendAndEcho(conversationId, fields, record) {
+    if (!this.isLoggedIn) {
+      throw new Error('not logged in');
+    }
+    const id = newId('sent-');
+    sent.push({ id, conversationId, ...record });
+    const base = { id, talkerId: this.currentUserId, timestamp: Date.now(), ...fields };
+    const payload = /@/.test(conversationId)
+      ? { ...base, roomId: conversationId, mentionIdList: record.mentionIds ?? [] }
+      : { ...base, listenerId: conversationId };
+    this.mocker.MessageMock.create(payload);
+    this.emit('message', { messageId: id });
+    return id;
+  }
+
+  async messageSendText(conversationId, text, mentionIdList) {
+    return this.sendAndEcho(
+      conversationId,
+      { type: PUPPET.types.Message.Text, text },
+      { text, mentionIds: mentionIdList ?? [], file: null },
+    );
+  }
+
+  async messageSendFile(conversationId, fileBox) {
+    const buffer = await fileBox.toBuffer();
+    const base64 = buffer.toString('base64');
+    const name = fileBox.name;
+    const type = /\.(png|jpe?g|gif)$/i.test(name) ? PUPPET.types.Message.Image : PUPPET.types.Message.Attachment;
+    const id = await this.sendAndEcho(
+      conversationId,
+      { type, filename: name },
+      { text: null, mentionIds: [], file: { name, base64, size: buffer.length } },
+    );
+    this.mocker.cacheFileBoxPayload.set(id, FileBox.fromBase64(base64, name).toJSON());
+    return id;
+  }
+}
+
+const mocker = new mock.Mocker();
+const puppet = new ScriptedPuppet({ mocker });
+let server = null;
+
+async function startServer() {
+  if (server) {
+    return;
+  }
+  const candidate = new PuppetServer({
+    endpoint: `127.0.0.1:${args['grpc-port']}`,
+    puppet,
+    token: args.token,
+    tls: { disable: true },
+  });
+  await candidate.start();
+  server = candidate;
+}
+
+async function stopServer() {
+  if (!server) {
+    return;
+  }
+  const old = server;
+  server = null;
+  await old.stop();
+}
+
+/** Creates an incoming message from `from` and emits MESSAGE for it; returns its id. */
+function incoming({ from, to, room, text, mentions, file, type, id }) {
+  const messageId = id ?? newId('msg-');
+  const base = { id: messageId, talkerId: from, timestamp: Date.now() };
+  if (file) {
+    const box = FileBox.fromBase64(file.base64, file.name);
+    mocker.cacheFileBoxPayload.set(messageId, box.toJSON());
+    base.filename = file.name;
+    base.type = type ?? (/\.(png|jpe?g|gif)$/i.test(file.name) ? PUPPET.types.Message.Image : PUPPET.types.Message.Attachment);
+  } else {
+    base.text = text ?? '';
+    base.type = type ?? PUPPET.types.Message.Text;
+  }
+  const payload = room
+    ? { ...base, roomId: room, mentionIdList: mentions ?? [] }
+    : { ...base, listenerId: to ?? puppet.currentUserId };
+  mocker.MessageMock.create(payload);
+  puppet.emit('message', { messageId });
+  return messageId;
+}
+
+const routes = {
+  'GET /health': async () => ({
+    grpc: server !== null,
+    loggedIn: puppet.isLoggedIn,
+    selfId: puppet.isLoggedIn ? puppet.currentUserId : null,
+    streaming: puppet.listenerCount('message') > 0,
+  }),
+  'POST /contacts': async (body) => {
+    const contact = mocker.createContact({
+      id: body.id ?? newId('wxid_'),
+      name: body.name,
+      alias: body.alias ?? '',
+      avatar: body.avatar ?? '',
+      weixin: body.weixin ?? '',
+    });
+    return { id: contact.id };
+  },
+  'POST /rooms': async (body) => {
+    const room = mocker.createRoom({
+      id: body.id ?? `${newId('')}@chatroom`,
+      topic: body.topic,
+      memberIdList: [...(body.members ?? [])],
+      adminIdList: [],
+      avatar: '',
+    });
+    roomAliases.set(room.id, new Map(Object.entries(body.aliases ?? {})));
+    return { id: room.id };
+  },
+  'POST /scan': async (body) => {
+    mocker.scan(body.qrcode, body.status ?? PUPPET.types.ScanStatus.Waiting);
+    return {};
+  },
+  'POST /login': async (body) => {
+    mocker.login(mocker.ContactMock.load(body.id));
+    return {};
+  },
+  'POST /logout': async () => {
+    await puppet.logout();
+    return {};
+  },
+  'POST /messages': async (body) => ({ id: incoming(body) }),
+  'POST /recall': async (body) => {
+    const original = mocker.messagePayload(body.id);
+    const id = incoming({
+      from: original.talkerId,
+      to: original.listenerId,
+      room: original.roomId,
+      text: body.id,
+      type: PUPPET.types.Message.Recalled,
+    });
+    return { id };
+  },
+  'POST /rooms/topic': async (body) => {
+    mocker.RoomMock.load(body.room).topic(body.topic).by(mocker.ContactMock.load(body.by));
+    return {};
+  },
+  'POST /rooms/join': async (body) => {
+    const room = mocker.RoomMock.load(body.room);
+    room.add(...body.members.map((id) => mocker.ContactMock.load(id))).by(mocker.ContactMock.load(body.by));
+    return {};
+  },
+  'POST /rooms/leave': async (body) => {
+    const room = mocker.RoomMock.load(body.room);
+    room.remove(...body.members.map((id) => mocker.ContactMock.load(id))).by(mocker.ContactMock.load(body.by));
+    return {};
+  },
+  'GET /sent': async () => sent,
+  'GET /recalled': async () => recalled,
+  'POST /server/stop': async () => {
+    await stopServer();
+    return {};
+  },
+  'POST /server/start': async () => {
+    await startServer();
+    return {};
+  },
+};
+
+const control = http.createServer((req, res) => {
+  let data = '';
+  req.setEncoding('utf8');
+  req.on('data', (chunk) => { data += chunk; });
+  req.on('end', async () => {
+    const route = routes[`${req.method} ${req.url}`];
+    const reply = (status, value) => {
+      res.writeHead(status, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(value));
+    };
+    if (!route) {
+      reply(404, { error: `no route ${req.method} ${req.url}` });
+      return;
+    }
+    try {
+      reply(200, await route(data ? JSON.parse(data) : {}));
+    } catch (error) {
+      reply(500, { error: String(error?.stack ?? error) });
+    }
+  });
+});
+
+await startServer();
+await new Promise((resolve, reject) => {
+  control.once('error', reject);
+  control.listen(Number(args['control-port']), '127.0.0.1', resolve);
+});
+console.log('READY');
+
+const shutdown = async () => {
+  control.close();
+  await stopServer().catch(() => {});
+  process.exit(0);
+};
+process.on('SIGTERM', shutdown);
+process.on('SIGINT', shutdown);
