@@ -190,3 +190,24 @@ async fn broken_configs_exit_non_zero_naming_file_line_and_key() -> anyhow::Resu
     }
     Ok(())
 }
+
+/// The example configs in `configs/` are what `generate-config` writes, so the docs never
+/// drift from the code. `UPDATE_CONFIGS=1` rewrites them.
+#[test]
+fn example_configs_in_configs_dir_are_in_sync() -> anyhow::Result<()> {
+    use bridge_core::{config::Config, network::Network};
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
+    let examples = [
+        ("discord.yaml", Config::<<bridge_discord::connector::DiscordNetwork as Network>::Config>::example_yaml(&bridge_discord::connector::DiscordNetwork::info())?),
+        ("wechat.yaml", Config::<<bridge_wechat::WechatNetwork as Network>::Config>::example_yaml(&bridge_wechat::WechatNetwork::info())?),
+    ];
+    for (file, generated) in examples {
+        let path = dir.join(file);
+        if std::env::var_os("UPDATE_CONFIGS").is_some() {
+            std::fs::write(&path, &generated)?;
+        }
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(committed == generated, "configs/{file} is out of date: run `UPDATE_CONFIGS=1 scripts/test example_configs`");
+    }
+    Ok(())
+}
