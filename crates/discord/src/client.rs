@@ -54,12 +54,24 @@ pub(crate) struct Shared {
     messenger: Mutex<Option<ShardMessenger>>,
     /// The webhook used per channel: (ID, token).
     pub(crate) webhooks: Mutex<HashMap<ChannelId, (u64, String)>>,
-    /// IDs of the bridge's own webhooks, whose messages are not bridged back.
-    pub(crate) own_webhooks: Mutex<HashSet<u64>>,
+    /// The bots and webhooks of every login of this bridge, whose messages are not bridged
+    /// back (shared through the connector).
+    pub(crate) own: Arc<OwnAccounts>,
     /// Messages sent through a webhook: message ID → channel's webhook, for edits and deletes.
     pub(crate) webhook_messages: Mutex<HashMap<MessageId, (u64, String)>>,
     /// Messages the bridge is deleting, whose MESSAGE_DELETE echo is not reported.
     pub(crate) deleting: Mutex<HashSet<MessageId>>,
+}
+
+/// The Discord accounts of every login of this bridge: their bots, and the webhooks they
+/// created. Messages from these are the bridge's own and are never bridged back, whichever
+/// login sees them.
+#[derive(Debug, Default)]
+pub struct OwnAccounts {
+    /// Bot user IDs.
+    pub bots: Mutex<HashSet<u64>>,
+    /// Webhook IDs.
+    pub webhooks: Mutex<HashSet<u64>>,
 }
 
 /// Locks a mutex, ignoring poisoning (the data stays usable).
@@ -69,9 +81,19 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl DiscordClient {
     /// A client for `login` using `token`; does not connect yet.
-    pub fn new(config: DiscordConfig, endpoint: Endpoint, login: LoginId, token: String, events: EventSender) -> Self {
+    pub fn new(
+        config: DiscordConfig,
+        endpoint: Endpoint,
+        own: Arc<OwnAccounts>,
+        login: LoginId,
+        token: String,
+        events: EventSender,
+    ) -> Self {
         let http = Arc::new(endpoint.http(&token));
         let bot = ids::parse_user(&RemoteUserId(login.0.clone())).ok();
+        if let Some(bot) = bot {
+            lock(&own.bots).insert(bot.get());
+        }
         let shared = Shared {
             config,
             endpoint,
@@ -84,7 +106,7 @@ impl DiscordClient {
             cache: Mutex::new(None),
             messenger: Mutex::new(None),
             webhooks: Mutex::new(HashMap::new()),
-            own_webhooks: Mutex::new(HashSet::new()),
+            own,
             webhook_messages: Mutex::new(HashMap::new()),
             deleting: Mutex::new(HashSet::new()),
         };
@@ -212,7 +234,7 @@ impl Shared {
 
     /// Whether a message came from the bridge itself (the bot or one of its webhooks).
     fn is_own(&self, author: UserId, webhook: Option<u64>) -> bool {
-        Some(author) == self.bot || webhook.is_some_and(|w| lock(&self.own_webhooks).contains(&w))
+        lock(&self.own.bots).contains(&author.get()) || webhook.is_some_and(|w| lock(&self.own.webhooks).contains(&w))
     }
 
     fn sender(&self, user: UserId) -> Sender {

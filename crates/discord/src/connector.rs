@@ -10,7 +10,7 @@ use bridge_core::network::{
 };
 use serenity::http::{Http, HttpBuilder};
 
-use crate::client::DiscordClient;
+use crate::client::{DiscordClient, OwnAccounts};
 use crate::config::DiscordConfig;
 use crate::login::TokenLogin;
 
@@ -66,6 +66,7 @@ impl Endpoint {
 pub struct DiscordConnector {
     config: DiscordConfig,
     endpoint: Endpoint,
+    own: Arc<OwnAccounts>,
 }
 
 impl DiscordConnector {
@@ -76,7 +77,7 @@ impl DiscordConnector {
         if simulator.is_some() {
             tracing::warn!("network.api_base_url is set: talking to a Discord simulator, not Discord");
         }
-        Ok(Self { config, endpoint: Endpoint { simulator } })
+        Ok(Self { config, endpoint: Endpoint { simulator }, own: Arc::default() })
     }
 
     /// Where this connector's clients connect.
@@ -111,6 +112,7 @@ impl NetworkConnector for DiscordConnector {
         Ok(Arc::new(DiscordClient::new(
             self.config.clone(),
             self.endpoint.clone(),
+            self.own.clone(),
             login.id,
             token.to_owned(),
             events,

@@ -98,7 +98,7 @@ async fn webhook(shared: &Shared, channel: ChannelId) -> Result<(u64, String), N
         .map(|t| t.expose_secret().clone())
         .ok_or_else(|| NetworkError::Remote("Discord returned a webhook without a token".to_owned()))?;
     let hook = (webhook.id.get(), token);
-    lock(&shared.own_webhooks).insert(hook.0);
+    lock(&shared.own.webhooks).insert(hook.0);
     lock(&shared.webhooks).insert(channel, hook.clone());
     Ok(hook)
 }

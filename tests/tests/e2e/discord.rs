@@ -62,15 +62,19 @@ async fn connected(w: &World) -> anyhow::Result<(Arc<dyn NetworkClient>, Events)
 }
 
 async fn load(w: &World, token: &str) -> anyhow::Result<(Arc<dyn NetworkClient>, Events)> {
+    load_with(&connector(&w.sim)?, w.bot, token).await
+}
+
+async fn load_with(connector: &DiscordConnector, bot: u64, token: &str) -> anyhow::Result<(Arc<dyn NetworkClient>, Events)> {
     let (tx, rx) = mpsc::channel(256);
-    let login = LoginId(w.bot.to_string());
+    let login = LoginId(bot.to_string());
     let stored = StoredLogin {
         id: login.clone(),
         user: ruma::OwnedUserId::try_from("@owner:test.localhost")?,
         remote_name: "Bridge Bot".to_owned(),
         session: serde_json::json!({ "token": token }),
     };
-    let client = connector(&w.sim)?.load_login(stored, EventSender::new(login, tx, ghosts())).await?;
+    let client = connector.load_login(stored, EventSender::new(login, tx, ghosts())).await?;
     Ok((client, rx))
 }
 
@@ -265,6 +269,13 @@ async fn relayed_messages_go_through_a_webhook_with_the_name() -> anyhow::Result
     let event = recv(&mut rx, |e| matches!(e, RemoteEvent::Message { .. })).await?;
     assert!(is_message(&event, next), "got {event:?}");
 
+    // After a restart (a new client), the bot's existing webhook is found and reused.
+    let (restarted, _rx2) = load(&w, &w.token).await?;
+    restarted.send_message(outgoing(guild_chat(w.general), text("from the restarted bridge", None), Some("Mallory (Matrix)"))).await?;
+    assert_eq!(w.sim.webhooks(w.general).len(), 1);
+    let created = w.sim.requests().into_iter().filter(posts_to(format!("/channels/{}/webhooks", w.general))).count();
+    assert_eq!(created, 1, "the webhook is created once");
+
     client.edits().expect("edits").edit_message(&guild_chat(w.general), &sent.id, text("fixed", None)).await?;
     w.sim.wait_request(WAIT, "the webhook edit", |r| r.method == "PATCH" && r.path == format!("/webhooks/{hook}/{token}/messages/{}", sent.id)).await?;
 
@@ -275,6 +286,31 @@ async fn relayed_messages_go_through_a_webhook_with_the_name() -> anyhow::Result
     let request = w.sim.wait_request(WAIT, "the fallback", posts_to(format!("/channels/{locked}/messages"))).await?;
     assert_eq!(request.body["content"], "Mallory: hi");
     client.disconnect().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn two_logins_in_one_guild_do_not_bridge_each_others_messages() -> anyhow::Result<()> {
+    let w = world().await?;
+    let (bot2, token2) = w.sim.add_bot("Second Bot");
+    let guild = w.sim.add_guild("Shared", &[w.alice, w.bot, bot2]);
+    let channel = w.sim.add_channel(guild, "both", None);
+    let connector = connector(&w.sim)?;
+    let (first, mut rx1) = load_with(&connector, w.bot, &w.token).await?;
+    let (second, mut rx2) = load_with(&connector, bot2, &token2).await?;
+    for (client, rx) in [(&first, &mut rx1), (&second, &mut rx2)] {
+        client.connect().await;
+        recv(rx, |e| matches!(e, RemoteEvent::StateChanged(LoginState::Connected))).await?;
+    }
+    first.send_message(outgoing(guild_chat(channel), text("relayed", None), Some("Mallory"))).await?;
+    second.send_message(outgoing(guild_chat(channel), text("as the bot", None), None)).await?;
+    let id = w.sim.push_message(channel, w.alice, "human");
+    for rx in [&mut rx1, &mut rx2] {
+        let event = recv(rx, |e| matches!(e, RemoteEvent::Message { .. })).await?;
+        assert!(is_message(&event, id), "got {event:?}");
+    }
+    first.disconnect().await;
+    second.disconnect().await;
     Ok(())
 }
 
