@@ -6,8 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bridge_core::network::login::LoginFlow;
+use bridge_core::network::events::ChatRef;
 use bridge_core::network::{
-    EventSender, LoginProcess, Network, NetworkClient, NetworkConnector, NetworkError, NetworkInfo, StoredLogin,
+    CommandResult, EventSender, LoginId, LoginProcess, Network, NetworkClient, NetworkCommand, NetworkConnector,
+    NetworkError, NetworkInfo, RemoteChatId, StoredLogin,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -101,6 +103,37 @@ impl NetworkConnector for TestConnector {
             .and_then(serde_json::Value::as_str)
             .ok_or_else(|| NetworkError::Remote("the stored session has no token".to_owned()))?;
         Ok(Arc::new(TestClient::new(self.http()?.clone(), login.id, token.to_owned(), events)))
+    }
+
+    fn commands(&self) -> Vec<NetworkCommand> {
+        vec![NetworkCommand {
+            name: "open",
+            aliases: &["open-chat"],
+            args: "<chat id>",
+            help: "Open a portal for a chat of the test network.",
+            needs_login: true,
+        }]
+    }
+
+    async fn run_command(
+        &self,
+        command: &str,
+        args: &[String],
+        login: Option<(LoginId, Arc<dyn NetworkClient>)>,
+    ) -> Result<CommandResult, NetworkError> {
+        let (Some((login, client)), "open") = (login, command) else {
+            return Err(NetworkError::Unsupported(format!("the command {command}")));
+        };
+        let [chat] = args else {
+            return Err(NetworkError::BadInput("usage: open <chat id>".to_owned()));
+        };
+        let shared = ChatRef { id: RemoteChatId(chat.clone()), receiver: None };
+        let info = client.chat_info(&shared).await?;
+        let chat_ref = if info.is_direct { ChatRef { receiver: Some(login), ..shared } } else { shared };
+        Ok(CommandResult {
+            reply: format!("Opening {}.", info.name.unwrap_or_else(|| chat.clone())),
+            create_portals: vec![chat_ref],
+        })
     }
 }
 

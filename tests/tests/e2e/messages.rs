@@ -563,3 +563,33 @@ async fn permission_levels(env: &Env, relayer: &str, blocked: &str) -> anyhow::R
     assert!(user.joined_members(&room).await?.contains(&bridge.bot));
     Ok(())
 }
+
+/// A network's own command (`open <chat>`, declared by the test network) is listed by `help`
+/// and creates the portal it asks for; a user without a login is told to log in first.
+#[tokio::test]
+async fn network_commands_are_listed_and_create_portals() -> anyhow::Result<()> {
+    let (env, management) = start(false).await?;
+    let Env { bridge, net, user } = &env;
+    with_log(bridge, async {
+        let refused = bridge.command(user, &management, "open quiet").await?;
+        assert!(refused.contains("needs a login"), "{refused}");
+        login(&env, &management).await?;
+        let help = bridge.command(user, &management, "help").await?;
+        assert!(help.contains("`open <chat id>`"), "help lists the network's command: {help}");
+
+        net.add_user("bob", "Bob Builder");
+        net.add_chat(ChatSpec::group("quiet", "Quiet Corner", &[ME, "bob"]));
+        let answer = bridge.command(user, &management, "open quiet").await?;
+        assert!(answer.contains("Quiet Corner"), "{answer}");
+        let room = portal(user, "quiet", "").await?;
+        let name = user.room_state(&room, "m.room.name", "").await?;
+        assert_eq!(name.as_ref().and_then(|n| n["name"].as_str()), Some("Quiet Corner"));
+        let members = user.joined_members(&room).await?;
+        assert!(members.contains(&ghost("bob")), "the chat's members are ghosts in the room: {members:?}");
+
+        let bad = bridge.command(user, &management, "open").await?;
+        assert!(bad.contains("usage: open <chat id>"), "{bad}");
+        Ok(())
+    })
+    .await
+}

@@ -17,7 +17,7 @@ use ruma::{
     EventId, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId,
 };
 
-use crate::{bridge::Bridge, config::PermissionLevel};
+use crate::{bridge::Bridge, config::PermissionLevel, network::NetworkCommand};
 
 /// Who ran a command, where, and with what rights.
 pub struct CommandContext {
@@ -92,6 +92,11 @@ pub async fn dispatch(ctx: CommandContext, text: &str) -> anyhow::Result<()> {
         return ctx.reply("You are not allowed to use this bridge's commands.").await;
     }
     let Some(spec) = all_commands().find(|c| c.matches(&word)) else {
+        let network_command = ctx.bridge.connector.commands().into_iter().find(|c| c.name == word || c.aliases.contains(&word.as_str()));
+        if let Some(command) = network_command {
+            let span = tracing::info_span!("command", command = command.name, sender = %ctx.sender);
+            return tracing::Instrument::instrument(run_network_command(ctx, command, args), span).await;
+        }
         return ctx
             .reply(&format!("Unknown command `{word}`. Send `help` for the list of commands."))
             .await;
@@ -103,6 +108,40 @@ pub async fn dispatch(ctx: CommandContext, text: &str) -> anyhow::Result<()> {
     }
     let span = tracing::info_span!("command", command = spec.name, sender = %ctx.sender);
     tracing::Instrument::instrument((spec.handler)(ctx, args), span).await
+}
+
+/// Runs a command the network declared: checks the level and the login, calls the
+/// connector, creates the portals it asks for, and shows its reply or error.
+async fn run_network_command(ctx: CommandContext, command: NetworkCommand, args: Vec<String>) -> anyhow::Result<()> {
+    if ctx.level < PermissionLevel::User {
+        return ctx.reply(&format!("`{}` needs the user permission level.", command.name)).await;
+    }
+    let login = ctx.bridge.logins.of_user(&ctx.sender).into_iter().next();
+    if command.needs_login && login.is_none() {
+        return ctx.reply(&format!("`{}` needs a login: send `login` first.", command.name)).await;
+    }
+    let client = login.as_ref().map(|l| (l.id.clone(), l.client.clone()));
+    match ctx.bridge.connector.run_command(command.name, &args, client).await {
+        Ok(result) => {
+            if !result.reply.is_empty() {
+                ctx.reply(&result.reply).await?;
+            }
+            if let Some(login) = login {
+                let mut failed = 0;
+                for chat in &result.create_portals {
+                    if let Err(e) = ctx.bridge.portals.ensure_room(&ctx.bridge, &login.id, chat, None).await {
+                        tracing::warn!(chat = %chat.id, error = %e, "could not create a portal");
+                        failed += 1;
+                    }
+                }
+                if failed > 0 {
+                    ctx.reply(&format!("{failed} of {} rooms could not be created; see the bridge log.", result.create_portals.len())).await?;
+                }
+            }
+            Ok(())
+        }
+        Err(e) => ctx.reply(&format!("`{}` failed: {e}", command.name)).await,
+    }
 }
 
 /// The name of a permission level as written in the config.
@@ -124,6 +163,13 @@ pub(crate) fn help_text(ctx: &CommandContext) -> String {
         let args = if spec.args.is_empty() { String::new() } else { format!(" {}", spec.args) };
         let aliases = if spec.aliases.is_empty() { String::new() } else { format!(" (alias: {})", spec.aliases.join(", ")) };
         out.push_str(&format!("- `{prefix}{}{args}` — {}{aliases}\n", spec.name, spec.help));
+    }
+    if ctx.level >= PermissionLevel::User {
+        for command in ctx.bridge.connector.commands() {
+            let args = if command.args.is_empty() { String::new() } else { format!(" {}", command.args) };
+            let aliases = if command.aliases.is_empty() { String::new() } else { format!(" (alias: {})", command.aliases.join(", ")) };
+            out.push_str(&format!("- `{prefix}{}{args}` — {}{aliases}\n", command.name, command.help));
+        }
     }
     if !ctx.management {
         out.push_str("\nIn your management room (a direct chat with me) no prefix is needed.");

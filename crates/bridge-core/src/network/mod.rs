@@ -93,6 +93,50 @@ pub trait NetworkConnector: Send + Sync + 'static {
         login: StoredLogin,
         events: EventSender,
     ) -> Result<Arc<dyn NetworkClient>, NetworkError>;
+
+    /// The network's own bot commands (`guilds`, …), listed by `help` after the core's.
+    fn commands(&self) -> Vec<NetworkCommand> {
+        Vec::new()
+    }
+
+    /// Runs one of [`NetworkConnector::commands`] for a user with permission level `user`
+    /// or more. `login` is the sender's login ID and client (their first, if several),
+    /// `None` if they have none (only for commands with `needs_login: false`). The reply
+    /// is shown to the user; errors are shown too.
+    async fn run_command(
+        &self,
+        command: &str,
+        args: &[String],
+        login: Option<(LoginId, Arc<dyn NetworkClient>)>,
+    ) -> Result<CommandResult, NetworkError> {
+        let _ = (args, login);
+        Err(NetworkError::Unsupported(format!("the command {command}")))
+    }
+}
+
+/// A bot command a network adds (declared as data, like the core's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkCommand {
+    /// The name typed by the user.
+    pub name: &'static str,
+    /// Other names that run it.
+    pub aliases: &'static [&'static str],
+    /// Argument synopsis for `help`.
+    pub args: &'static str,
+    /// One line for `help`.
+    pub help: &'static str,
+    /// Whether the user must be logged in to run it.
+    pub needs_login: bool,
+}
+
+/// What a network command asks the core to do.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CommandResult {
+    /// Text shown to the user (may use `` `code` ``).
+    pub reply: String,
+    /// Chats whose portals the core should create now (bridging a server's channels, say),
+    /// for the sender's login.
+    pub create_portals: Vec<events::ChatRef>,
 }
 
 /// Errors at the boundary between the core and a network, by cause.
