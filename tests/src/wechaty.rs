@@ -198,6 +198,21 @@ impl WechatyPuppet {
         Self::id(&self.post("/contacts", json!({ "name": name, "alias": alias })).await?)
     }
 
+    /// Creates a contact with a WeChat ID (`weixin`) and an avatar image (name, bytes); returns its id.
+    pub async fn create_contact_with_avatar(&self, name: &str, weixin: &str, avatar: (&str, &[u8])) -> anyhow::Result<String> {
+        use base64::Engine as _;
+        let base64 = base64::engine::general_purpose::STANDARD.encode(avatar.1);
+        let body = json!({ "name": name, "weixin": weixin, "avatarFile": { "name": avatar.0, "base64": base64 } });
+        Self::id(&self.post("/contacts", body).await?)
+    }
+
+    /// Sets the avatar image of a contact or room.
+    pub async fn set_avatar(&self, id: &str, name: &str, data: &[u8]) -> anyhow::Result<()> {
+        use base64::Engine as _;
+        let base64 = base64::engine::general_purpose::STANDARD.encode(data);
+        self.post("/avatars", json!({ "id": id, "name": name, "base64": base64 })).await.map(drop)
+    }
+
     /// Creates a room with a topic, members and members' room aliases; returns its id.
     pub async fn create_room(&self, topic: &str, members: &[&str], aliases: &[(&str, &str)]) -> anyhow::Result<String> {
         let aliases: serde_json::Map<String, Value> =
@@ -240,6 +255,27 @@ impl WechatyPuppet {
         Self::id(&self.post("/messages", body).await?)
     }
 
+    /// Sends a card message from `from`: `kind` is `url`, `miniProgram`, `contact` or
+    /// `location`, `payload` the card (wechaty-puppet's payload shape; a contact id for
+    /// `contact`); returns the message id.
+    pub async fn send_card(&self, from: &str, to: To<'_>, kind: &str, payload: Value) -> anyhow::Result<String> {
+        let mut body = json!({ "from": from, "card": { "kind": kind, "payload": payload } });
+        if let To::Room(room) = to {
+            body["room"] = room.into();
+        }
+        Self::id(&self.post("/messages", body).await?)
+    }
+
+    /// Sends a message of wechaty-puppet message type `kind` (a number, such as 11 for a
+    /// transfer) with `text` from `from`; returns the message id.
+    pub async fn send_typed(&self, from: &str, to: To<'_>, kind: i32, text: &str) -> anyhow::Result<String> {
+        let mut body = json!({ "from": from, "type": kind, "text": text });
+        if let To::Room(room) = to {
+            body["room"] = room.into();
+        }
+        Self::id(&self.post("/messages", body).await?)
+    }
+
     /// Makes the sender of message `id` recall it (a Recalled message); returns the notice's id.
     pub async fn recall(&self, id: &str) -> anyhow::Result<String> {
         Self::id(&self.post("/recall", json!({ "id": id })).await?)
@@ -258,6 +294,11 @@ impl WechatyPuppet {
     /// The ids of messages the bridge recalled.
     pub async fn recalled(&self) -> anyhow::Result<Vec<String>> {
         self.call(reqwest::Method::GET, "/recalled", Value::Null).await
+    }
+
+    /// Leaves pings unanswered (`true`) as a hung service would, or answers them again.
+    pub async fn freeze(&self, frozen: bool) -> anyhow::Result<()> {
+        self.post("/freeze", json!({ "frozen": frozen })).await.map(drop)
     }
 
     /// Stops the gRPC server (the puppet keeps its login), as if the service went away.

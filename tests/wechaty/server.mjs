@@ -8,13 +8,17 @@
 //
 // Control API (all bodies JSON, all answers JSON):
 //   GET  /health                      {grpc, loggedIn, selfId, streaming}
-//   POST /contacts                    {id?, name, alias?, avatar?}            -> {id}
+//   POST /contacts                    {id?, name, alias?, weixin?, avatarFile?: {name, base64}} -> {id}
 //   POST /rooms                       {id?, topic, members: [id], aliases: {id: alias}} -> {id}
+//   POST /freeze                      {frozen}  leave pings (Ding) unanswered, as a hung service would
+//   POST /avatars                     {id, name, base64}  a contact's or room's avatar
 //   POST /scan                        {qrcode, status}  (status: wechaty-puppet ScanStatus number)
 //   POST /login                       {id}
 //   POST /logout                      {}
-//   POST /messages                    {from, to? | room?, text?, mentions?: [id],
-//                                      file?: {name, base64}}                -> {id}
+//   POST /messages                    {from, to? | room?, text?, mentions?: [id], type?,
+//                                      file?: {name, base64},
+//                                      card?: {kind: url|miniProgram|contact|location, payload}} -> {id}
+//                                     (a contact card's payload is the shared contact's id)
 //   POST /recall                      {id}  the original talker recalls message `id`  -> {id}
 //   POST /rooms/topic                 {room, topic, by}
 //   POST /rooms/join                  {room, members: [id], by}
@@ -47,9 +51,23 @@ const sent = [];
 const recalled = [];
 /** Room member aliases: roomId -> (contactId -> alias). */
 const roomAliases = new Map();
+/** Cards of card messages: messageId -> payload (a contact id for contact cards). */
+const cards = new Map();
+/** Contact and room avatars: id -> {name, base64}. */
+const avatars = new Map();
+
+/** Whether pings go unanswered (a hung service, for the heartbeat watchdog). */
+let frozen = false;
 
 /** PuppetMock with the behaviour a real puppet has and the stock mock lacks. */
 class ScriptedPuppet extends PuppetMock {
+  ding(data) {
+    if (frozen) {
+      return;
+    }
+    return super.ding(data);
+  }
+
   async contactAlias(contactId, alias) {
     const payload = this.mocker.contactPayload(contactId);
     if (typeof alias === 'undefined') {
@@ -62,7 +80,35 @@ class ScriptedPuppet extends PuppetMock {
     if (file) {
       return;
     }
-    return FileBox.fromQRCode(`avatar:${contactId}`);
+    const avatar = avatars.get(contactId);
+    if (!avatar) {
+      return FileBox.fromQRCode(`avatar:${contactId}`);
+    }
+    return FileBox.fromBase64(avatar.base64, avatar.name);
+  }
+
+  async messageUrl(messageId) {
+    return cards.get(messageId) ?? super.messageUrl(messageId);
+  }
+
+  async messageMiniProgram(messageId) {
+    return cards.get(messageId) ?? super.messageMiniProgram(messageId);
+  }
+
+  async messageContact(messageId) {
+    return cards.get(messageId) ?? super.messageContact(messageId);
+  }
+
+  async messageLocation(messageId) {
+    return cards.get(messageId) ?? super.messageLocation(messageId);
+  }
+
+  async roomAvatar(roomId) {
+    const avatar = avatars.get(roomId);
+    if (!avatar) {
+      return super.roomAvatar(roomId);
+    }
+    return FileBox.fromBase64(avatar.base64, avatar.name);
   }
 
   async roomTopic(roomId, topic) {
@@ -159,10 +205,20 @@ async function stopServer() {
 }
 
 /** Creates an incoming message from `from` and emits MESSAGE for it; returns its id. */
-function incoming({ from, to, room, text, mentions, file, type, id }) {
+function incoming({ from, to, room, text, mentions, file, type, id, card }) {
   const messageId = id ?? newId('msg-');
   const base = { id: messageId, talkerId: from, timestamp: Date.now() };
-  if (file) {
+  const cardTypes = {
+    url: PUPPET.types.Message.Url,
+    miniProgram: PUPPET.types.Message.MiniProgram,
+    contact: PUPPET.types.Message.Contact,
+    location: PUPPET.types.Message.Location,
+  };
+  if (card) {
+    cards.set(messageId, card.payload);
+    base.text = text ?? '';
+    base.type = cardTypes[card.kind];
+  } else if (file) {
     const box = FileBox.fromBase64(file.base64, file.name);
     mocker.cacheFileBoxPayload.set(messageId, box.toJSON());
     base.filename = file.name;
@@ -194,6 +250,9 @@ const routes = {
       avatar: body.avatar ?? '',
       weixin: body.weixin ?? '',
     });
+    if (body.avatarFile) {
+      avatars.set(contact.id, body.avatarFile);
+    }
     return { id: contact.id };
   },
   'POST /rooms': async (body) => {
@@ -206,6 +265,14 @@ const routes = {
     });
     roomAliases.set(room.id, new Map(Object.entries(body.aliases ?? {})));
     return { id: room.id };
+  },
+  'POST /freeze': async (body) => {
+    frozen = Boolean(body.frozen);
+    return {};
+  },
+  'POST /avatars': async (body) => {
+    avatars.set(body.id, { name: body.name, base64: body.base64 });
+    return {};
   },
   'POST /scan': async (body) => {
     mocker.scan(body.qrcode, body.status ?? PUPPET.types.ScanStatus.Waiting);

@@ -21,6 +21,7 @@ use crate::config::WechatConfig;
 use crate::convert;
 use crate::handle_matrix::Pacer;
 use crate::ids::{is_room, MediaSource};
+use crate::outbox::Outbox;
 use crate::puppet::Puppet;
 
 /// How many ids of sent messages are remembered to drop their echoes.
@@ -61,6 +62,8 @@ pub(crate) struct Shared {
     pub(crate) sent_notify: tokio::sync::Notify,
     /// The outgoing queue's pacing.
     pub(crate) pacer: Pacer,
+    /// Messages waiting for the puppet service to come back.
+    pub(crate) outbox: Outbox,
 }
 
 impl WechatClient {
@@ -76,6 +79,7 @@ impl WechatClient {
             sent: Mutex::new(VecDeque::new()),
             inflight: AtomicUsize::new(0),
             sent_notify: tokio::sync::Notify::new(),
+            outbox: Outbox::default(),
         };
         Self { shared: Arc::new(shared), task: Mutex::new(None) }
     }
@@ -100,7 +104,14 @@ impl Shared {
             *current = state.clone();
             changed
         };
+        // The queue's worker sends only while connected.
+        self.outbox.wake();
         !changed || self.events.send(RemoteEvent::StateChanged(state)).await
+    }
+
+    /// The connection state.
+    pub(crate) fn current_state(&self) -> LoginState {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Remembers a sent message's id (making one up if the puppet gave none) and returns it.
@@ -152,11 +163,22 @@ impl Shared {
 
     /// A chat's info: a room's topic and members (with room aliases), or a DM's contact.
     pub(crate) async fn chat_info(&self, chat: &str) -> Result<ChatInfo, NetworkError> {
+        let avatar = async {
+            let file_box = if is_room(chat) { self.puppet.room_avatar(chat).await } else { self.puppet.contact_avatar(chat).await };
+            match file_box {
+                Ok(file_box) => convert::avatar_ref(chat, &file_box),
+                Err(error) => {
+                    tracing::debug!(%error, chat, "no avatar");
+                    None
+                }
+            }
+        };
         if !is_room(chat) {
             let contact = self.puppet.contact(chat).await?;
-            return Ok(convert::dm_info(&contact, self.self_id()));
+            return Ok(ChatInfo { avatar: avatar.await, ..convert::dm_info(&contact, self.self_id()) });
         }
         let room = self.puppet.room(chat).await?;
+        let avatar = avatar.await;
         let ids = if room.member_ids.is_empty() { self.puppet.room_members(chat).await? } else { room.member_ids.clone() };
         let room_ref = &room;
         let members: Vec<ChatMember> = futures::stream::iter(ids.into_iter().take(MAX_MEMBERS))
@@ -173,7 +195,7 @@ impl Shared {
             .buffered(8)
             .collect()
             .await;
-        Ok(convert::room_info(&room, members))
+        Ok(ChatInfo { avatar, ..convert::room_info(&room, members) })
     }
 }
 
@@ -186,7 +208,16 @@ impl NetworkClient for WechatClient {
         }
         let cancel = CancellationToken::new();
         let span = tracing::info_span!("wechat", login = %self.shared.login);
-        let handle = tokio::spawn(tracing::Instrument::instrument(self.shared.clone().run(cancel.clone()), span));
+        let events = self.shared.clone().run(cancel.clone());
+        let outbox = self.shared.clone().run_outbox(cancel.clone());
+        // The queue's worker stops with the event task (what waits stays queued).
+        let both = async move {
+            tokio::select! {
+                () = events => {}
+                () = outbox => {}
+            }
+        };
+        let handle = tokio::spawn(tracing::Instrument::instrument(both, span));
         *task = Some((cancel, handle));
     }
 
@@ -201,7 +232,7 @@ impl NetworkClient for WechatClient {
     }
 
     fn state(&self) -> LoginState {
-        self.shared.state.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.shared.current_state()
     }
 
     async fn send_message(&self, message: OutgoingMessage) -> Result<SentMessage, NetworkError> {
@@ -213,8 +244,14 @@ impl NetworkClient for WechatClient {
     }
 
     async fn user_info(&self, user: &RemoteUserId) -> Result<UserInfo, NetworkError> {
-        let contact = self.shared.puppet.contact(user.as_str()).await?;
-        Ok(convert::user_info(&contact))
+        let puppet = &self.shared.puppet;
+        let contact = puppet.contact(user.as_str()).await?;
+        let mut info = convert::user_info(&contact);
+        match puppet.contact_avatar(user.as_str()).await {
+            Ok(file_box) => info.avatar = convert::avatar_ref(user.as_str(), &file_box),
+            Err(error) => tracing::debug!(%error, contact = %user, "no avatar"),
+        }
+        Ok(info)
     }
 
     async fn download_media(&self, source: &str) -> Result<(Bytes, Option<String>), NetworkError> {
@@ -225,6 +262,10 @@ impl NetworkClient for WechatClient {
                 Ok(file) if !file.1.is_empty() => file,
                 _ => puppet.message_file(&id, true).await?,
             },
+            Some(MediaSource::Avatar(id)) => {
+                let file_box = if is_room(&id) { puppet.room_avatar(&id).await? } else { puppet.contact_avatar(&id).await? };
+                convert::file_box_image(&file_box).ok_or_else(|| NetworkError::NotFound(format!("the avatar of {id}")))?
+            }
             None => return Err(NetworkError::NotFound(format!("media {source}"))),
         };
         Ok((data, convert::mime_for(&name).map(str::to_owned)))

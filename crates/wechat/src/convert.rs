@@ -5,13 +5,16 @@
 use std::collections::HashMap;
 
 use bridge_core::network::events::{
-    ChatInfo, ChatMember, Media, MediaKind, MessageContent, MessagePart, Sender, Timestamp, UserInfo,
+    AvatarRef, ChatInfo, ChatMember, Media, MediaKind, MessageContent, MessagePart, Sender, Timestamp, UserInfo,
 };
 use bridge_core::network::{LoginId, PartId, RemoteEvent, RemoteMessageId, RemoteUserId};
 use serde::Deserialize;
 
 use crate::ids::{chat_ref, conversation_of, MediaSource};
-use crate::puppet::proto::{ContactPayloadResponse, MessagePayloadResponse, RoomPayloadResponse};
+use crate::puppet::proto::{
+    ContactPayloadResponse, LocationPayload, MessagePayloadResponse, MiniProgramPayload, RoomPayloadResponse,
+    UrlLinkPayload,
+};
 
 /// The separator WeChat puts after an `@name` mention (a four-per-em space).
 pub const MENTION_SEPARATOR: char = '\u{2005}';
@@ -155,6 +158,34 @@ pub fn display_name(alias: &str, name: &str, handle: &str) -> Option<String> {
     [alias, name, handle].into_iter().map(str::trim).find(|s| !s.is_empty()).map(str::to_owned)
 }
 
+/// The image in a serialized file box (the JSON a puppet service sends for avatars), if it
+/// carries its bytes inline (base64); `None` for QR-code, URL and other boxes.
+pub fn file_box_image(file_box: &str) -> Option<(String, bytes::Bytes)> {
+    use base64::Engine as _;
+    #[derive(Deserialize)]
+    struct Boxed {
+        #[serde(default)]
+        name: String,
+        #[serde(default)]
+        base64: Option<String>,
+    }
+    let boxed: Boxed = serde_json::from_str(file_box).ok()?;
+    let data = base64::engine::general_purpose::STANDARD.decode(boxed.base64?.trim()).ok()?;
+    (!data.is_empty()).then(|| (boxed.name, data.into()))
+}
+
+/// The avatar of `contact_id` whose serialized file box is `file_box`: its version is a
+/// hash of the image, its source `avatar:<contact id>`; `None` without an inline image.
+pub fn avatar_ref(contact_id: &str, file_box: &str) -> Option<AvatarRef> {
+    let (_, data) = file_box_image(file_box)?;
+    // FNV-1a: stable across builds, unlike the standard library's hasher.
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in data.iter() {
+        hash = (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3);
+    }
+    Some(AvatarRef { id: format!("{hash:016x}-{}", data.len()), source: Some(MediaSource::Avatar(contact_id.to_owned()).to_string()) })
+}
+
 /// A contact as a ghost's user info.
 pub fn user_info(contact: &ContactPayloadResponse) -> UserInfo {
     UserInfo {
@@ -214,8 +245,67 @@ pub fn timestamp_ms(payload: &MessagePayloadResponse, now: Timestamp) -> Timesta
     }
 }
 
+/// The details of a card message, fetched with the call for its kind.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Card {
+    /// A link.
+    Url(UrlLinkPayload),
+    /// A mini-program.
+    MiniProgram(MiniProgramPayload),
+    /// A shared contact: its name and WeChat handle, when known.
+    Contact {
+        /// The contact's best name.
+        name: Option<String>,
+        /// Their WeChat ID (handle).
+        handle: String,
+    },
+    /// A place.
+    Location(LocationPayload),
+}
+
+/// A card as readable Matrix content: links with their title and address, mini-programs
+/// and contact cards as text, places as locations.
+pub fn card_content(card: &Card) -> MessageContent {
+    let text = |body: String, html: Option<String>| MessageContent::Text { body, html, mentions: Vec::new() };
+    let lines = |parts: &[&str]| parts.iter().map(|p| p.trim()).filter(|p| !p.is_empty()).collect::<Vec<_>>().join("\n");
+    match card {
+        Card::Url(link) => {
+            let title = if link.title.trim().is_empty() { link.url.as_str() } else { link.title.as_str() };
+            let body = if title == link.url { lines(&[&link.description, &link.url]) } else { lines(&[title, &link.description, &link.url]) };
+            let url = link.url.trim();
+            let html = (url.starts_with("https://") || url.starts_with("http://")).then(|| {
+                let mut html = format!("<a href=\"{}\">{}</a>", escape(url), escape(title.trim()));
+                if !link.description.trim().is_empty() {
+                    html.push_str(&format!("<br>{}", escape(link.description.trim())));
+                }
+                html
+            });
+            text(body, html)
+        }
+        Card::MiniProgram(program) => {
+            let title = if program.title.trim().is_empty() { "(untitled)" } else { program.title.trim() };
+            text(lines(&[&format!("Mini program: {title}"), &program.description]), None)
+        }
+        Card::Contact { name, handle } => {
+            let name = name.as_deref().unwrap_or("someone");
+            let body = if handle.trim().is_empty() {
+                format!("Contact card: {name}")
+            } else {
+                format!("Contact card: {name} (WeChat ID: {})", handle.trim())
+            };
+            text(body, None)
+        }
+        Card::Location(place) => MessageContent::Location {
+            latitude: place.latitude,
+            longitude: place.longitude,
+            description: lines(&[&place.name, &place.address]),
+        },
+    }
+}
+
 /// Converts a message for `login` (whose contact id is `self_id`). `names` maps mentioned
-/// ids to their names; `pill` writes a Matrix pill for one. `None` for payloads that carry
+/// ids to their names; `pill` writes a Matrix pill for one; `card` is the fetched card of a
+/// link, mini-program, contact card or location message. `None` for payloads that carry
 /// nothing to bridge.
 pub fn message_event(
     payload: &MessagePayloadResponse,
@@ -223,6 +313,7 @@ pub fn message_event(
     self_id: &str,
     names: &HashMap<String, String>,
     pill: &dyn Fn(&RemoteUserId, &str) -> String,
+    card: Option<&Card>,
     now: Timestamp,
 ) -> Option<RemoteEvent> {
     if payload.id.is_empty() || payload.talker_id.is_empty() {
@@ -239,7 +330,10 @@ pub fn message_event(
         let target = payload.text.trim();
         return (!target.is_empty()).then(|| RemoteEvent::Delete { chat, id: RemoteMessageId::from(target), sender });
     }
-    let content = message_content(payload, kind, names, pill);
+    let content = match card {
+        Some(card) => card_content(card),
+        None => message_content(payload, kind, names, pill),
+    };
     Some(RemoteEvent::Message {
         chat,
         id: RemoteMessageId::from(payload.id.as_str()),
@@ -406,7 +500,7 @@ mod tests {
     }
 
     fn convert(p: &MessagePayloadResponse, names: &HashMap<String, String>) -> Option<RemoteEvent> {
-        message_event(p, &LoginId::from("wxid_me"), "wxid_me", names, &pill, 42)
+        message_event(p, &LoginId::from("wxid_me"), "wxid_me", names, &pill, None, 42)
     }
 
     #[test]
@@ -452,6 +546,67 @@ mod tests {
                 other => panic!("{kind}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn avatars_come_from_inline_file_boxes_only() {
+        let inline = r#"{"metadata":{},"name":"a.png","size":5,"base64":"aGVsbG8=","type":1,"boxType":1}"#;
+        assert_eq!(file_box_image(inline), Some(("a.png".to_owned(), bytes::Bytes::from_static(b"hello"))));
+        let avatar = avatar_ref("wxid_a", inline).expect("an avatar");
+        assert_eq!(avatar.source.as_deref(), Some("avatar:wxid_a"));
+        assert_eq!(avatar_ref("wxid_b", inline).map(|a| a.id), Some(avatar.id.clone()));
+        let other = inline.replace("aGVsbG8=", "aGVsbG9v");
+        assert_ne!(avatar_ref("wxid_a", &other).map(|a| a.id), Some(avatar.id));
+        for none in [r#"{"name":"qrcode.png","qrCode":"x","type":3}"#, r#"{"type":2,"url":"https://x/y.png"}"#, "", "not json"] {
+            assert_eq!(avatar_ref("wxid_a", none), None, "{none}");
+        }
+    }
+
+    #[test]
+    fn cards_become_readable_text_or_locations() {
+        let link = UrlLinkPayload {
+            title: "新闻".to_owned(),
+            description: "今天 <b>".to_owned(),
+            url: "https://example.com/a?b=1&c=2".to_owned(),
+            ..Default::default()
+        };
+        let place = LocationPayload { name: "天安门".to_owned(), address: "北京".to_owned(), latitude: 39.9, longitude: 116.4, accuracy: 1.0 };
+        let text = |body: &str, html: Option<&str>| MessageContent::Text {
+            body: body.to_owned(),
+            html: html.map(str::to_owned),
+            mentions: Vec::new(),
+        };
+        let cases = [
+            (
+                Card::Url(link),
+                text(
+                    "新闻\n今天 <b>\nhttps://example.com/a?b=1&c=2",
+                    Some("<a href=\"https://example.com/a?b=1&amp;c=2\">新闻</a><br>今天 &lt;b&gt;"),
+                ),
+            ),
+            (Card::Url(UrlLinkPayload { url: "javascript:x".to_owned(), ..Default::default() }), text("javascript:x", None)),
+            (
+                Card::MiniProgram(MiniProgramPayload { title: "小程序".to_owned(), description: "点我".to_owned(), ..Default::default() }),
+                text("Mini program: 小程序\n点我", None),
+            ),
+            (
+                Card::Contact { name: Some("老王".to_owned()), handle: "wang123".to_owned() },
+                text("Contact card: 老王 (WeChat ID: wang123)", None),
+            ),
+            (Card::Contact { name: None, handle: String::new() }, text("Contact card: someone", None)),
+            (
+                Card::Location(place),
+                MessageContent::Location { latitude: 39.9, longitude: 116.4, description: "天安门\n北京".to_owned() },
+            ),
+        ];
+        for (card, want) in cases {
+            assert_eq!(card_content(&card), want, "{card:?}");
+        }
+        let p = payload(14, "<xml/>");
+        let card = Card::Contact { name: Some("x".to_owned()), handle: String::new() };
+        let event = message_event(&p, &LoginId::from("wxid_me"), "wxid_me", &HashMap::new(), &pill, Some(&card), 1);
+        let Some(RemoteEvent::Message { parts, .. }) = event else { panic!("not a message") };
+        assert_eq!(parts[0].content, text("Contact card: x", None));
     }
 
     #[test]

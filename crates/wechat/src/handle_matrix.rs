@@ -14,6 +14,7 @@ use crate::client::{now_ms, Shared, WechatClient};
 use crate::config::PacingConfig;
 use crate::convert::outgoing_text;
 use crate::ids::is_room;
+use crate::outbox::{Item, Target};
 
 /// The length of the window of [`PacingConfig::daily_warning`].
 const DAY: Duration = Duration::from_secs(24 * 60 * 60);
@@ -84,10 +85,11 @@ impl Pacer {
 }
 
 /// Unregisters an in-flight send when dropped, so the echo filter stops waiting for it.
-struct InFlight<'a>(&'a Shared);
+pub(crate) struct InFlight<'a>(&'a Shared);
 
 impl<'a> InFlight<'a> {
-    fn new(shared: &'a Shared) -> Self {
+    /// Registers a send in flight.
+    pub(crate) fn new(shared: &'a Shared) -> Self {
         shared.inflight.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Self(shared)
     }
@@ -100,46 +102,40 @@ impl Drop for InFlight<'_> {
     }
 }
 
-/// Sends one Matrix message to WeChat through the pacer.
+/// Sends one Matrix message to WeChat through the pacer (and the [`crate::outbox`] when
+/// the puppet service is away: the returned id is then provisional).
 pub(crate) async fn send_message(shared: &Shared, message: OutgoingMessage) -> Result<SentMessage, NetworkError> {
     let conversation = message.chat.id.as_str();
-    let id = match message.content {
+    let items = match message.content {
         OutgoingContent::Text { body, html, mentions, emote: _ } => {
             let text = outgoing_text(&body, html.as_deref(), !mentions.is_empty());
             let mentions = if is_room(conversation) { mentions.into_iter().map(|m| m.0).collect() } else { Vec::new() };
-            send_text(shared, conversation, &text, mentions).await?
+            vec![Item::Text { text, mentions }]
         }
         OutgoingContent::Media { data, filename, caption, .. } => {
-            shared.pacer.wait(shared.login.as_str()).await;
-            let id = {
-                let _flight = InFlight::new(shared);
-                let id = shared.puppet.send_file(conversation, &filename, data).await?;
-                shared.remember_sent(id)
-            };
+            let mut items = vec![Item::File { name: filename, data }];
             if let Some(caption) = caption.filter(|c| !c.trim().is_empty()) {
-                send_text(shared, conversation, &caption, Vec::new()).await?;
+                items.push(Item::Text { text: caption, mentions: Vec::new() });
             }
-            id
+            items
         }
         OutgoingContent::Location { latitude, longitude } => {
             let text = format!("📍 https://www.openstreetmap.org/?mlat={latitude}&mlon={longitude}");
-            send_text(shared, conversation, &text, Vec::new()).await?
+            vec![Item::Text { text, mentions: Vec::new() }]
         }
     };
+    let id = shared.send_items(conversation, items).await?;
     Ok(SentMessage { id: RemoteMessageId::from(id), part: PartId::from(""), timestamp: now_ms() })
-}
-
-async fn send_text(shared: &Shared, conversation: &str, text: &str, mentions: Vec<String>) -> Result<String, NetworkError> {
-    shared.pacer.wait(shared.login.as_str()).await;
-    let _flight = InFlight::new(shared);
-    let id = shared.puppet.send_text(conversation, text, mentions).await?;
-    Ok(shared.remember_sent(id))
 }
 
 #[async_trait::async_trait]
 impl DeleteHandler for WechatClient {
     async fn delete_message(&self, _chat: &ChatRef, id: &RemoteMessageId) -> Result<(), NetworkError> {
-        if self.shared().puppet.recall(id.as_str()).await? {
+        let id = match self.shared().outbox.target(id.as_str()) {
+            Target::Sent(id) => id,
+            Target::Cancelled => return Ok(()),
+        };
+        if self.shared().puppet.recall(&id).await? {
             Ok(())
         } else {
             Err(NetworkError::Remote(

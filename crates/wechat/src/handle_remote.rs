@@ -13,9 +13,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::client::{now_ms, Shared};
-use crate::convert::{self, LoginEvent, MessageEvent, RoomMembersEvent, RoomTopicEvent};
+use crate::convert::{self, Card, LoginEvent, MessageEvent, MessageKind, RoomMembersEvent, RoomTopicEvent};
 use crate::ids::chat_ref;
-use crate::puppet::proto::{EventResponse, EventType};
+use crate::puppet::proto::{EventResponse, EventType, MessagePayloadResponse};
 use crate::puppet::PuppetError;
 
 /// Why an event stream session ended.
@@ -200,10 +200,37 @@ impl Shared {
             }
         }
         let pill = |user: &bridge_core::network::RemoteUserId, name: &str| self.events.mention_pill(user, name);
-        match convert::message_event(&payload, &self.login, self.self_id(), &names, &pill, now_ms()) {
+        let card = self.card(&payload).await;
+        match convert::message_event(&payload, &self.login, self.self_id(), &names, &pill, card.as_ref(), now_ms()) {
             Some(event) => self.events.send(event).await,
             None => true,
         }
+    }
+}
+
+impl Shared {
+    /// The card of a link, mini-program, contact card or location message (`None` for other
+    /// kinds, or if the puppet cannot say; the message's text is used then).
+    async fn card(&self, payload: &MessagePayloadResponse) -> Option<Card> {
+        let id = payload.id.as_str();
+        let result = match MessageKind::from_wire(payload.r#type) {
+            MessageKind::Url => self.puppet.url_link(id).await.map(Card::Url),
+            MessageKind::MiniProgram => self.puppet.mini_program(id).await.map(Card::MiniProgram),
+            MessageKind::Location => self.puppet.location(id).await.map(Card::Location),
+            MessageKind::Contact => match self.puppet.shared_contact(id).await {
+                Ok(shared) if !shared.is_empty() => match self.puppet.contact(&shared).await {
+                    Ok(contact) => Ok(Card::Contact {
+                        name: convert::display_name("", &contact.name, &contact.weixin),
+                        handle: contact.weixin,
+                    }),
+                    Err(error) => Err(error),
+                },
+                Ok(_) => return None,
+                Err(error) => Err(error),
+            },
+            _ => return None,
+        };
+        result.map_err(|error| tracing::debug!(%error, message = id, "no card for a card message")).ok()
     }
 }
 

@@ -37,6 +37,8 @@ pub enum MediaSource {
     File(String),
     /// A message's image, through the file stream (the image stream as a fallback).
     Image(String),
+    /// A contact's or (for ids with `@`) a room's avatar.
+    Avatar(String),
 }
 
 impl MediaSource {
@@ -49,6 +51,7 @@ impl MediaSource {
         match kind {
             "file" => Some(Self::File(id.to_owned())),
             "image" => Some(Self::Image(id.to_owned())),
+            "avatar" => Some(Self::Avatar(id.to_owned())),
             _ => None,
         }
     }
@@ -59,6 +62,7 @@ impl std::fmt::Display for MediaSource {
         match self {
             Self::File(id) => write!(f, "file:{id}"),
             Self::Image(id) => write!(f, "image:{id}"),
+            Self::Avatar(id) => write!(f, "avatar:{id}"),
         }
     }
 }
@@ -92,10 +96,11 @@ mod tests {
 
     #[test]
     fn media_sources_round_trip() {
-        for source in [MediaSource::File("m1".to_owned()), MediaSource::Image("m:2".to_owned())] {
+        let sources = [MediaSource::File("m1".to_owned()), MediaSource::Image("m:2".to_owned()), MediaSource::Avatar("wxid_a".to_owned())];
+        for source in sources {
             assert_eq!(MediaSource::parse(&source.to_string()), Some(source));
         }
-        for bad in ["", "file:", "avatar:x", "nothing"] {
+        for bad in ["", "file:", "avatar:", "thumb:x", "nothing"] {
             assert_eq!(MediaSource::parse(bad), None, "{bad}");
         }
     }

@@ -6,7 +6,7 @@
 //! - [`client`]: [`client::WechatClient`], one login's connection.
 //! - [`handle_remote`] / [`handle_matrix`]: the two directions, with pacing in the latter.
 //! - [`convert`], [`ids`]: pure conversions; [`puppet`]: the gRPC client; [`config`]: the
-//!   `network:` section.
+//!   `network:` section; [`outbox`]: messages waiting while the puppet service is away.
 
 pub mod client;
 pub mod commands;
@@ -17,6 +17,7 @@ pub mod handle_matrix;
 pub mod handle_remote;
 pub mod ids;
 pub mod login;
+pub mod outbox;
 pub mod puppet;
 
 pub use config::WechatConfig;

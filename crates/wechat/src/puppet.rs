@@ -303,6 +303,45 @@ impl Puppet {
         }
     }
 
+    /// A link message's card.
+    pub async fn url_link(&self, id: &str) -> Result<UrlLinkPayload, PuppetError> {
+        let request = MessageUrlRequest { id: id.to_owned() };
+        let response = self.unary("MessageUrl", self.client.clone().message_url(request)).await?;
+        response.url_link.ok_or_else(|| PuppetError::BadAnswer("a link message without its card".to_owned()))
+    }
+
+    /// A mini-program message's card.
+    pub async fn mini_program(&self, id: &str) -> Result<MiniProgramPayload, PuppetError> {
+        let request = MessageMiniProgramRequest { id: id.to_owned() };
+        let response = self.unary("MessageMiniProgram", self.client.clone().message_mini_program(request)).await?;
+        response.mini_program.ok_or_else(|| PuppetError::BadAnswer("a mini-program message without its card".to_owned()))
+    }
+
+    /// The id of the contact a contact card shares (empty if the puppet does not know).
+    pub async fn shared_contact(&self, id: &str) -> Result<String, PuppetError> {
+        let request = MessageContactRequest { id: id.to_owned() };
+        Ok(self.unary("MessageContact", self.client.clone().message_contact(request)).await?.id)
+    }
+
+    /// A location message's place.
+    pub async fn location(&self, id: &str) -> Result<LocationPayload, PuppetError> {
+        let request = MessageLocationRequest { id: id.to_owned() };
+        let response = self.unary("MessageLocation", self.client.clone().message_location(request)).await?;
+        response.location.ok_or_else(|| PuppetError::BadAnswer("a location message without its place".to_owned()))
+    }
+
+    /// A contact's avatar as a serialized file box (JSON; empty when there is none).
+    pub async fn contact_avatar(&self, id: &str) -> Result<String, PuppetError> {
+        let request = ContactAvatarRequest { id: id.to_owned(), file_box: None };
+        Ok(self.unary("ContactAvatar", self.client.clone().contact_avatar(request)).await?.file_box)
+    }
+
+    /// A room's avatar as a serialized file box (JSON; empty when there is none).
+    pub async fn room_avatar(&self, id: &str) -> Result<String, PuppetError> {
+        let request = RoomAvatarRequest { id: id.to_owned() };
+        Ok(self.unary("RoomAvatar", self.client.clone().room_avatar(request)).await?.file_box)
+    }
+
     /// Recalls a message this account sent; `false` if the puppet refused.
     pub async fn recall(&self, id: &str) -> Result<bool, PuppetError> {
         let request = MessageRecallRequest { id: id.to_owned() };

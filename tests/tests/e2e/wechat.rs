@@ -1,7 +1,8 @@
 //! The WeChat client (`bridge-wechat`) in-process against the real npm Wechaty puppet
 //! service (PuppetServer over PuppetMock, see `bridge_tests::wechaty`): QR login, incoming
 //! texts, room messages, files and recalls, outgoing texts, mentions and images, topic
-//! changes, and the service going away and coming back.
+//! changes, the service going away and coming back (with sends waiting in the queue), the
+//! heartbeat watchdog; and one Synapse test of the bridge process ([`synapse`] has the rest).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -342,6 +343,59 @@ async fn wechat_reconnects_when_the_service_comes_back() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
+async fn wechat_a_silent_stream_is_reopened_by_the_heartbeat_watchdog() -> anyhow::Result<()> {
+    let mut t = logged_in("我").await?;
+    let zhang = t.puppet.create_contact("张三", None).await?;
+    // Pings go unanswered: after the heartbeat timeout (6 s here) the stream counts as dead.
+    t.puppet.freeze(true).await?;
+    let event = next_event(&mut t.events, |e| matches!(e, RemoteEvent::StateChanged(LoginState::TransientDisconnect { .. }))).await?;
+    let RemoteEvent::StateChanged(LoginState::TransientDisconnect { reason }) = event else { unreachable!() };
+    assert!(reason.contains("heartbeat"), "{reason}");
+    t.puppet.freeze(false).await?;
+    next_event(&mut t.events, |e| matches!(e, RemoteEvent::StateChanged(LoginState::Connected))).await?;
+    let id = t.puppet.send_text(&zhang, To::Me, "还在", &[]).await?;
+    next_event(&mut t.events, is_message(&id)).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn wechat_sends_wait_in_the_queue_while_the_service_is_away() -> anyhow::Result<()> {
+    let mut t = logged_in("我").await?;
+    let zhang = t.puppet.create_contact("张三", None).await?;
+    t.puppet.stop_server().await?;
+    next_event(&mut t.events, |e| matches!(e, RemoteEvent::StateChanged(LoginState::TransientDisconnect { .. }))).await?;
+
+    // Sends return at once with provisional ids; a redaction of a waiting one cancels it.
+    let chat = dm(&t.login, &zhang);
+    let first = t.client.send_message(text(chat.clone(), "一", None, &[])).await?;
+    let cancelled = t.client.send_message(text(chat.clone(), "不要了", None, &[])).await?;
+    let second = t.client.send_message(text(chat.clone(), "二", None, &[])).await?;
+    for sent in [&first, &cancelled, &second] {
+        assert!(sent.id.as_str().starts_with("pending-"), "{sent:?}");
+    }
+    let deletions = t.client.deletions().expect("recalls are supported");
+    deletions.delete_message(&chat, &cancelled.id).await?;
+
+    t.puppet.start_server().await?;
+    let received = wait_until(WAIT, "the queued messages", async || {
+        let sent = t.puppet.sent().await?;
+        Ok((sent.len() >= 2).then_some(sent))
+    })
+    .await?;
+    let texts: Vec<&str> = received.iter().filter_map(|s| s.text.as_deref()).collect();
+    assert_eq!(texts, ["一", "二"]);
+
+    // The provisional id now stands for the real one: a redaction recalls it.
+    deletions.delete_message(&chat, &first.id).await?;
+    assert_eq!(t.puppet.recalled().await?, vec![received[0].id.clone()]);
+    // Their echoes are not bridged back.
+    let marker = t.puppet.send_text(&zhang, To::Me, "好的", &[]).await?;
+    let next = next_event(&mut t.events, |e| matches!(e, RemoteEvent::Message { .. })).await?;
+    assert!(is_message(&marker)(&next), "an echo was bridged: {next:?}");
+    Ok(())
+}
+
+#[tokio::test]
 async fn wechat_logouts_are_reported() -> anyhow::Result<()> {
     // Logged out from the phone: the session is no longer valid.
     let mut t = logged_in("我").await?;
@@ -372,11 +426,13 @@ async fn wechat_cli(dir: &std::path::Path, args: &[&str]) -> anyhow::Result<()> 
     Ok(())
 }
 
+mod synapse;
+
 /// The WeChat bridge process over `puppet`, with its own Synapse.
 struct WechatBridge {
     dir: tempfile::TempDir,
     synapse: Synapse,
-    _process: BridgeProcess,
+    process: Option<BridgeProcess>,
 }
 
 impl WechatBridge {
@@ -396,6 +452,9 @@ impl WechatBridge {
             ("token: \"\"".to_owned(), format!("token: \"{}\"", puppet.token())),
             ("min_interval_ms: 1000".to_owned(), "min_interval_ms: 0".to_owned()),
             ("jitter_ms: 1000".to_owned(), "jitter_ms: 0".to_owned()),
+            ("heartbeat_interval_secs: 30".to_owned(), "heartbeat_interval_secs: 2".to_owned()),
+            ("heartbeat_timeout_secs: 90".to_owned(), "heartbeat_timeout_secs: 6".to_owned()),
+            ("call_timeout_secs: 15".to_owned(), "call_timeout_secs: 5".to_owned()),
         ];
         for (from, to) in &edits {
             edit(&config, from, to)?;
@@ -407,15 +466,30 @@ impl WechatBridge {
         })
         .await?;
         edit(&config, "address: \"http://127.0.0.1:8008/\"", &format!("address: \"{}/\"", synapse.url().trim_end_matches('/')))?;
+        let mut bridge = Self { dir, synapse, process: None };
+        bridge.run().await?;
+        Ok(bridge)
+    }
+
+    /// Starts the bridge process and waits until it runs.
+    async fn run(&mut self) -> anyhow::Result<()> {
+        let runs = self.log().matches("bridge is running").count();
         let process = BridgeCommand::new(wechat_bin())
             .args(["-c", "config.yaml", "-r", "registration.yaml", "run"])
-            .current_dir(dir.path())
+            .current_dir(self.dir.path())
             .env("RUST_LOG", "bridge_core=debug,bridge_wechat=debug,info")
             .name("bridge")
             .spawn()?;
-        let bridge = Self { dir, synapse, _process: process };
-        wait_until(WAIT, "the bridge to run", async || Ok(bridge.log().contains("bridge is running").then_some(()))).await?;
-        Ok(bridge)
+        self.process = Some(process);
+        wait_until(WAIT, "the bridge to run", async || Ok((self.log().matches("bridge is running").count() > runs).then_some(()))).await
+    }
+
+    /// Kills the bridge process (SIGKILL).
+    fn kill(&mut self) -> anyhow::Result<()> {
+        if let Some(mut process) = self.process.take() {
+            process.kill()?;
+        }
+        Ok(())
     }
 
     fn log(&self) -> String {
