@@ -138,7 +138,7 @@ impl Bridge {
         let user = OwnedUserId::try_from(row.user_mxid.as_str()).context("stored login has an invalid user ID")?;
         let id = LoginId(row.id.clone());
         let stored = StoredLogin { id: id.clone(), user: user.clone(), remote_name: row.remote_name.clone(), session: row.session.clone() };
-        let events = EventSender::new(id.clone(), self.remote_tx.clone(), self.ghosts.clone());
+        let events = EventSender::new(id.clone(), self.remote_tx.clone(), self.ghosts.clone()).with_owner(user.clone());
         let client = self.connector.load_login(stored, events).await?;
         let live = LiveLogin { id, user, remote_name: row.remote_name.clone(), client };
         self.logins.insert(live.clone());

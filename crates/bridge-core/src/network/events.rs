@@ -298,6 +298,7 @@ pub struct EventSender {
     login: LoginId,
     tx: tokio::sync::mpsc::Sender<(LoginId, RemoteEvent)>,
     ghosts: crate::bridge::ids::GhostNamer,
+    owner: Option<ruma::OwnedUserId>,
 }
 
 impl EventSender {
@@ -307,7 +308,23 @@ impl EventSender {
         tx: tokio::sync::mpsc::Sender<(LoginId, RemoteEvent)>,
         ghosts: crate::bridge::ids::GhostNamer,
     ) -> Self {
-        Self { login, tx, ghosts }
+        Self { login, tx, ghosts, owner: None }
+    }
+
+    /// Names the Matrix user who owns the login, so that mentions of the login's own remote
+    /// account (whose user ID is the login ID) pill the real Matrix user, not a ghost.
+    pub fn with_owner(mut self, owner: ruma::OwnedUserId) -> Self {
+        self.owner = Some(owner);
+        self
+    }
+
+    /// The Matrix user to mention for a remote user: the login's owner for the login's own
+    /// account, else the remote user's ghost.
+    pub fn mention_target(&self, user: &RemoteUserId) -> Option<ruma::OwnedUserId> {
+        match &self.owner {
+            Some(owner) if user.as_str() == self.login.as_str() => Some(owner.clone()),
+            _ => self.ghost_user_id(user),
+        }
     }
 
     /// The Matrix ID of a remote user's ghost.
@@ -320,14 +337,18 @@ impl EventSender {
     /// in [`super::OutgoingContent::Text::html`] into its own mentions. `None` for a Matrix
     /// user who is not one of this bridge's ghosts.
     pub fn remote_user_id(&self, user: &ruma::UserId) -> Option<RemoteUserId> {
+        if self.owner.as_deref() == Some(user) {
+            return Some(RemoteUserId(self.login.as_str().to_owned()));
+        }
         self.ghosts.remote_id(user).map(RemoteUserId)
     }
 
-    /// An HTML pill mentioning a remote user's ghost (`<a href="https://matrix.to/#/@…">name</a>`),
-    /// or the escaped name alone if the ID cannot be a ghost.
+    /// An HTML pill mentioning a remote user (`<a href="https://matrix.to/#/@…">name</a>`):
+    /// their ghost, or the login's owner for the login's own account (see
+    /// [`EventSender::mention_target`]); the escaped name alone if there is no Matrix ID.
     pub fn mention_pill(&self, user: &RemoteUserId, name: &str) -> String {
         let name = name.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
-        match self.ghost_user_id(user) {
+        match self.mention_target(user) {
             Some(id) => format!("<a href=\"https://matrix.to/#/{id}\">{name}</a>"),
             None => name,
         }
@@ -341,5 +362,29 @@ impl EventSender {
     /// Reports an event; returns `false` if the bridge is shutting down.
     pub async fn send(&self, event: RemoteEvent) -> bool {
         self.tx.send((self.login.clone(), event)).await.is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_account_mentions_pill_the_owner() {
+        let (tx, _rx) = tokio::sync::mpsc::channel(1);
+        let ghosts = crate::bridge::ids::GhostNamer::new("net_{id}", "example.com");
+        let owner = ruma::OwnedUserId::try_from("@alice:example.com").expect("valid");
+        let sender = EventSender::new(LoginId::from("me"), tx, ghosts).with_owner(owner.clone());
+        assert_eq!(
+            sender.mention_pill(&RemoteUserId::from("me"), "Me <3"),
+            "<a href=\"https://matrix.to/#/@alice:example.com\">Me &lt;3</a>"
+        );
+        assert_eq!(
+            sender.mention_pill(&RemoteUserId::from("bob"), "Bob"),
+            "<a href=\"https://matrix.to/#/@net_bob:example.com\">Bob</a>"
+        );
+        assert_eq!(sender.remote_user_id(&owner), Some(RemoteUserId::from("me")));
+        let ghost = ruma::OwnedUserId::try_from("@net_bob:example.com").expect("valid");
+        assert_eq!(sender.remote_user_id(&ghost), Some(RemoteUserId::from("bob")));
     }
 }

@@ -46,6 +46,13 @@ pub(crate) fn matrix_content(content: &MessageContent, uploaded: Option<&Uploade
                 c["formatted_body"] = json!(html);
             }
             let mut ids: Vec<String> = mentions.iter().filter_map(|m| ghosts.user_id(m.as_str())).map(|u| u.to_string()).collect();
+            // Pills of real Matrix users (the login's owner, written by
+            // `EventSender::mention_pill` for the login's own account) mention them too.
+            for user in html.as_deref().map(pill_users).unwrap_or_default() {
+                if ghosts.remote_id(&user).is_none() && !ids.contains(&user.to_string()) {
+                    ids.push(user.to_string());
+                }
+            }
             ids.dedup();
             c["m.mentions"] = json!({ "user_ids": ids });
             message(c)
@@ -259,18 +266,24 @@ fn strip_reply_fallback_text(body: &str) -> String {
 /// The users pilled in Matrix HTML (`<a href="https://matrix.to/#/@user:server">`) that are
 /// ghosts of this bridge, with their remote IDs, in order of appearance, without repeats.
 pub(crate) fn pills(html: &str, ghosts: &GhostNamer) -> Vec<(OwnedUserId, RemoteUserId)> {
+    pill_users(html)
+        .into_iter()
+        .filter_map(|user| ghosts.remote_id(&user).map(|remote| (user, RemoteUserId(remote))))
+        .collect()
+}
+
+/// Every user pill (`https://matrix.to/#/@…`) in `html`, once each, in order.
+pub(crate) fn pill_users(html: &str) -> Vec<OwnedUserId> {
     const PREFIX: &str = "https://matrix.to/#/";
-    let mut found: Vec<(OwnedUserId, RemoteUserId)> = Vec::new();
+    let mut found: Vec<OwnedUserId> = Vec::new();
     let mut rest = html;
     while let Some(pos) = rest.find(PREFIX) {
         rest = &rest[pos + PREFIX.len()..];
         let end = rest.find(['"', '\'', '?', '>', ' ']).unwrap_or(rest.len());
         let target = percent_decode(&rest[..end]);
         let Ok(user) = UserId::parse(target.as_str()) else { continue };
-        if let Some(remote) = ghosts.remote_id(&user) {
-            if !found.iter().any(|(u, _)| *u == user) {
-                found.push((user, RemoteUserId(remote)));
-            }
+        if !found.contains(&user) {
+            found.push(user);
         }
     }
     found
@@ -394,6 +407,14 @@ mod tests {
                 "m.room.message",
                 json!({"msgtype": "m.text", "body": "hi bob", "format": "org.matrix.custom.html", "formatted_body": "hi <b>bob</b>",
                        "m.mentions": {"user_ids": ["@test__bob:example.com"]}}),
+            ),
+            (
+                text("hi me", Some(r#"hi <a href="https://matrix.to/#/@alice:example.com">me</a>"#), &["me"]),
+                None,
+                "m.room.message",
+                json!({"msgtype": "m.text", "body": "hi me", "format": "org.matrix.custom.html",
+                       "formatted_body": r#"hi <a href="https://matrix.to/#/@alice:example.com">me</a>"#,
+                       "m.mentions": {"user_ids": ["@test_me:example.com", "@alice:example.com"]}}),
             ),
             (MessageContent::Notice { body: "n".into() }, None, "m.room.message", json!({"msgtype": "m.notice", "body": "n"})),
             (
