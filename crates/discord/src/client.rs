@@ -29,6 +29,12 @@ use crate::convert::markdown_to_matrix;
 use crate::handle_remote::{self, Names};
 use crate::ids;
 
+/// Why a login stops when Discord refuses the gateway intents the bridge asks for.
+pub const INTENTS_REFUSED: &str = "Discord refused the bot's privileged gateway intents. Enable \
+    \"Message Content Intent\" and \"Server Members Intent\" for the bot in the developer portal \
+    (Bot settings), or turn off network.message_content_intent / network.guild_members_intent in \
+    the bridge config, then log in again";
+
 /// One login's connection to Discord. Built by [`crate::DiscordConnector`].
 pub struct DiscordClient {
     pub(crate) shared: Arc<Shared>,
@@ -61,6 +67,13 @@ pub(crate) struct Shared {
     pub(crate) webhook_messages: Mutex<HashMap<MessageId, (u64, String)>>,
     /// Messages the bridge is deleting, whose MESSAGE_DELETE echo is not reported.
     pub(crate) deleting: Mutex<HashSet<MessageId>>,
+    /// How each server is bridged (set by the `guilds` commands; absent = on first message).
+    pub(crate) guild_modes: Mutex<HashMap<serenity::all::GuildId, crate::commands::GuildMode>>,
+    /// Guild channels seen: thread → its parent channel; `None` for channels that are not
+    /// threads ([`crate::threads`]).
+    pub(crate) channel_parents: Mutex<HashMap<ChannelId, Option<ChannelId>>>,
+    /// Messages known to sit in a thread → the thread.
+    pub(crate) thread_messages: Mutex<HashMap<MessageId, ChannelId>>,
 }
 
 /// The Discord accounts of every login of this bridge: their bots, and the webhooks they
@@ -109,6 +122,9 @@ impl DiscordClient {
             own,
             webhook_messages: Mutex::new(HashMap::new()),
             deleting: Mutex::new(HashSet::new()),
+            guild_modes: Mutex::new(HashMap::new()),
+            channel_parents: Mutex::new(HashMap::new()),
+            thread_messages: Mutex::new(HashMap::new()),
         };
         Self { shared: Arc::new(shared), task: Mutex::new(None) }
     }
@@ -179,6 +195,12 @@ impl Shared {
                             let _ = self.report(LoginState::BadCredentials { reason }).await;
                             return;
                         }
+                        Err(serenity::Error::Gateway(
+                            GatewayError::DisallowedGatewayIntents | GatewayError::InvalidGatewayIntents,
+                        )) => {
+                            let _ = self.report(LoginState::BadCredentials { reason: INTENTS_REFUSED.to_owned() }).await;
+                            return;
+                        }
                         Err(error) => error.to_string(),
                         Ok(()) => "the gateway connection closed".to_owned(),
                     }
@@ -208,7 +230,7 @@ impl Shared {
     }
 
     /// Names for the mentions of a message, from the message itself and the cache.
-    fn names(&self, message_mentions: &[serenity::all::User], guild: Option<serenity::all::GuildId>) -> Names<'_> {
+    pub(crate) fn names(&self, message_mentions: &[serenity::all::User], guild: Option<serenity::all::GuildId>) -> Names<'_> {
         let mut users: HashMap<String, String> = message_mentions
             .iter()
             .map(|u| (u.id.get().to_string(), handle_remote::display_name(u, u.member.as_ref().and_then(|m| m.nick.as_deref()))))
@@ -233,8 +255,18 @@ impl Shared {
     }
 
     /// Whether a message came from the bridge itself (the bot or one of its webhooks).
-    fn is_own(&self, author: UserId, webhook: Option<u64>) -> bool {
+    pub(crate) fn is_own(&self, author: UserId, webhook: Option<u64>) -> bool {
         lock(&self.own.bots).contains(&author.get()) || webhook.is_some_and(|w| lock(&self.own.webhooks).contains(&w))
+    }
+
+    /// The gateway cache of the running client, once READY.
+    pub(crate) fn cache(&self) -> Option<Arc<Cache>> {
+        lock(&self.cache).clone()
+    }
+
+    /// Whether events of this server are dropped (`guilds unbridge`).
+    fn muted(&self, guild: Option<serenity::all::GuildId>) -> bool {
+        guild.is_some_and(|g| crate::commands::mode(self, g) == crate::commands::GuildMode::Off)
     }
 
     fn sender(&self, user: UserId) -> Sender {
@@ -260,29 +292,39 @@ impl EventHandler for Handler {
         let shared = &self.shared;
         if shared.is_own(message.author.id, message.webhook_id.map(|w| w.get()))
             || !handle_remote::is_relayable(&message)
+            || shared.muted(message.guild_id)
         {
             return;
         }
         let Some(bot) = shared.bot else { return };
-        let event = {
+        let (chat, root) = shared.locate(message.channel_id, message.guild_id).await;
+        if root.is_some() {
+            shared.note_thread_message(message.id, message.channel_id);
+        }
+        let mut event = {
             let names = shared.names(&message.mentions, message.guild_id);
             handle_remote::message_event(&message, &names, &shared.login, bot)
         };
+        if let RemoteEvent::Message { chat: event_chat, thread_root, .. } = &mut event {
+            *event_chat = chat;
+            *thread_root = root;
+        }
         shared.events.send(event).await;
     }
 
     async fn message_update(&self, _ctx: Context, _old: Option<Message>, _new: Option<Message>, event: MessageUpdateEvent) {
         let shared = &self.shared;
         let (Some(author), Some(content)) = (event.author.as_ref(), event.content.as_ref()) else { return };
-        if shared.is_own(author.id, event.webhook_id.flatten().map(|w| w.get())) {
+        if shared.is_own(author.id, event.webhook_id.flatten().map(|w| w.get())) || shared.muted(event.guild_id) {
             return;
         }
+        let (chat, _) = shared.locate(event.channel_id, event.guild_id).await;
         let update = {
             let names = shared.names(event.mentions.as_deref().unwrap_or(&[]), event.guild_id);
             let converted = markdown_to_matrix(content, &names);
             let timestamp = event.edited_timestamp.map_or(0, |t| t.unix_timestamp() * 1000);
             RemoteEvent::Edit {
-                chat: handle_remote::chat_ref(event.channel_id, event.guild_id, &shared.login),
+                chat,
                 id: ids::message_id(event.id),
                 sender: shared.sender(author.id),
                 timestamp,
@@ -308,13 +350,14 @@ impl EventHandler for Handler {
     ) {
         let shared = &self.shared;
         let webhook = lock(&shared.webhook_messages).remove(&message);
-        if lock(&shared.deleting).remove(&message) || webhook.is_some() {
+        if lock(&shared.deleting).remove(&message) || webhook.is_some() || shared.muted(guild) {
             return;
         }
         // Discord does not say who deleted a message.
         let Some(bot) = shared.bot else { return };
+        let (chat, _) = shared.locate(channel, guild).await;
         let event = RemoteEvent::Delete {
-            chat: handle_remote::chat_ref(channel, guild, &shared.login),
+            chat,
             id: ids::message_id(message),
             sender: Sender { user: ids::user_id(bot), is_from_me: false },
         };
@@ -331,11 +374,12 @@ impl EventHandler for Handler {
 
     async fn typing_start(&self, _ctx: Context, event: TypingStartEvent) {
         let shared = &self.shared;
-        if Some(event.user_id) == shared.bot {
+        if Some(event.user_id) == shared.bot || shared.muted(event.guild_id) {
             return;
         }
+        let (chat, _) = shared.locate(event.channel_id, event.guild_id).await;
         let typing = RemoteEvent::Typing {
-            chat: handle_remote::chat_ref(event.channel_id, event.guild_id, &shared.login),
+            chat,
             sender: shared.sender(event.user_id),
             timeout_ms: 10_000,
         };
@@ -347,11 +391,15 @@ impl EventHandler for Handler {
         let info = ChatInfo {
             name: Some(new.name.clone()),
             topic: new.topic.clone(),
-            parent: Some(bridge_core::network::RemoteChatId(new.guild_id.get().to_string())),
+            parent: Some(ids::guild_id(new.guild_id)),
             ..ChatInfo::default()
         };
         let chat = handle_remote::chat_ref(new.id, Some(new.guild_id), &shared.login);
         shared.events.send(RemoteEvent::ChatInfoChanged { chat, info }).await;
+    }
+
+    async fn thread_create(&self, _ctx: Context, thread: GuildChannel) {
+        self.shared.note_thread(&thread);
     }
 }
 
@@ -359,10 +407,10 @@ impl Handler {
     async fn reaction(&self, reaction: Reaction, add: bool) {
         let shared = &self.shared;
         let Some(user) = reaction.user_id else { return };
-        if Some(user) == shared.bot {
+        if Some(user) == shared.bot || shared.muted(reaction.guild_id) {
             return;
         }
-        let chat = handle_remote::chat_ref(reaction.channel_id, reaction.guild_id, &shared.login);
+        let (chat, _) = shared.locate(reaction.channel_id, reaction.guild_id).await;
         let emoji_id = ids::emoji_id(&reaction.emoji);
         let event = if add {
             let emoji = match &reaction.emoji {
@@ -421,12 +469,20 @@ impl NetworkClient for DiscordClient {
     }
 
     async fn chat_info(&self, chat: &ChatRef) -> Result<ChatInfo, NetworkError> {
+        if let Some(guild) = ids::parse_guild(&chat.id) {
+            let cached = lock(&self.shared.cache).clone().and_then(|cache| cache.guild(guild).map(|g| g.name.clone()));
+            let name = match cached {
+                Some(name) => name,
+                None => timed(self.shared.http.get_guild(guild)).await?.name,
+            };
+            return Ok(ChatInfo { name: Some(name), ..ChatInfo::default() });
+        }
         let channel = ids::parse_chat(&chat.id)?;
         match timed(self.shared.http.get_channel(channel)).await? {
             Channel::Guild(channel) => Ok(ChatInfo {
                 name: Some(channel.name.clone()),
                 topic: channel.topic.clone(),
-                parent: Some(bridge_core::network::RemoteChatId(channel.guild_id.get().to_string())),
+                parent: Some(ids::guild_id(channel.guild_id)),
                 ..ChatInfo::default()
             }),
             Channel::Private(dm) => {
@@ -481,6 +537,10 @@ impl NetworkClient for DiscordClient {
     }
 
     fn presence(&self) -> Option<&dyn PresenceHandler> {
+        Some(self)
+    }
+
+    fn history(&self) -> Option<&dyn bridge_core::network::client::HistoryHandler> {
         Some(self)
     }
 }

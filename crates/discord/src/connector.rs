@@ -1,16 +1,18 @@
 //! [`DiscordNetwork`] (the bridge's static facts and config section) and
 //! [`DiscordConnector`]: the login flows and building a [`DiscordClient`] per login.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use bridge_core::network::login::LoginFlow;
 use bridge_core::network::{
-    EventSender, LoginProcess, Network, NetworkClient, NetworkConnector, NetworkError, NetworkInfo, StoredLogin,
+    CommandResult, EventSender, LoginId, LoginProcess, Network, NetworkClient, NetworkCommand, NetworkConnector,
+    NetworkError, NetworkInfo, StoredLogin,
 };
 use serenity::http::{Http, HttpBuilder};
 
-use crate::client::{DiscordClient, OwnAccounts};
+use crate::client::{lock, DiscordClient, OwnAccounts, Shared};
 use crate::config::DiscordConfig;
 use crate::login::TokenLogin;
 
@@ -67,6 +69,9 @@ pub struct DiscordConnector {
     config: DiscordConfig,
     endpoint: Endpoint,
     own: Arc<OwnAccounts>,
+    /// The clients built by [`NetworkConnector::load_login`], for the `guilds` commands
+    /// (the core hands commands an `Arc<dyn NetworkClient>`, which cannot be downcast).
+    clients: Mutex<HashMap<LoginId, Weak<Shared>>>,
 }
 
 impl DiscordConnector {
@@ -77,7 +82,7 @@ impl DiscordConnector {
         if simulator.is_some() {
             tracing::warn!("network.api_base_url is set: talking to a Discord simulator, not Discord");
         }
-        Ok(Self { config, endpoint: Endpoint { simulator }, own: Arc::default() })
+        Ok(Self { config, endpoint: Endpoint { simulator }, own: Arc::default(), clients: Mutex::default() })
     }
 
     /// Where this connector's clients connect.
@@ -109,14 +114,34 @@ impl NetworkConnector for DiscordConnector {
             .get("token")
             .and_then(serde_json::Value::as_str)
             .ok_or_else(|| NetworkError::Remote("the stored Discord session has no token".to_owned()))?;
-        Ok(Arc::new(DiscordClient::new(
+        let client = DiscordClient::new(
             self.config.clone(),
             self.endpoint.clone(),
             self.own.clone(),
-            login.id,
+            login.id.clone(),
             token.to_owned(),
             events,
-        )))
+        );
+        let mut clients = lock(&self.clients);
+        clients.retain(|_, shared| shared.strong_count() > 0);
+        clients.insert(login.id, Arc::downgrade(&client.shared));
+        drop(clients);
+        Ok(Arc::new(client))
+    }
+
+    fn commands(&self) -> Vec<NetworkCommand> {
+        crate::commands::commands()
+    }
+
+    async fn run_command(
+        &self,
+        command: &str,
+        args: &[String],
+        login: Option<(LoginId, Arc<dyn NetworkClient>)>,
+    ) -> Result<CommandResult, NetworkError> {
+        let (login, _client) = login.ok_or(NetworkError::NotLoggedIn)?;
+        let shared = lock(&self.clients).get(&login).and_then(Weak::upgrade).ok_or(NetworkError::NotLoggedIn)?;
+        crate::commands::run(&shared, command, args).await
     }
 }
 

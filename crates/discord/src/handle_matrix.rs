@@ -73,6 +73,16 @@ pub fn webhook_username(name: &str) -> String {
     }
 }
 
+/// The text without the `Name: ` the relay format (`bridge.relay.message_format`, by default
+/// `{sender_displayname}: {message}`) put in front: a webhook message shows the name already.
+pub fn strip_relay_prefix<'a>(text: &'a str, name: &str) -> &'a str {
+    [name.to_owned(), text_to_markdown(name)]
+        .iter()
+        .find_map(|n| text.strip_prefix(n.as_str()).and_then(|rest| rest.strip_prefix(": ")))
+        .filter(|rest| !rest.trim().is_empty())
+        .unwrap_or(text)
+}
+
 /// Only users may be pinged by bridged messages, never @everyone or roles.
 fn allowed_mentions() -> CreateAllowedMentions {
     CreateAllowedMentions::new().all_users(true).everyone(false).all_roles(false)
@@ -135,12 +145,22 @@ pub(crate) async fn send_message(shared: &Shared, message: OutgoingMessage) -> R
     };
 
     let guild_channel = message.chat.receiver.is_none();
+    // A Matrix thread goes to the Discord thread of its root (started on demand).
+    let thread = match (&message.thread_root, guild_channel) {
+        (Some(root), true) => Some(crate::threads::thread_for_root(shared, channel, root).await?),
+        _ => None,
+    };
+    let target = thread.unwrap_or(channel);
     if let (true, true, Some(name)) = (shared.config.use_webhooks, guild_channel, message.relayed_from.as_deref()) {
         match webhook(shared, channel).await {
             Ok((id, token)) => {
                 let username = webhook_username(name);
                 let mut first = None;
                 let mut file = file;
+                let mut parts = parts;
+                if let Some(head) = parts.first_mut() {
+                    *head = strip_relay_prefix(head, name).to_owned();
+                }
                 for (index, part) in parts.into_iter().enumerate() {
                     let files = if index + 1 == count { file.take().into_iter().collect() } else { Vec::new() };
                     let body = json!({
@@ -148,9 +168,12 @@ pub(crate) async fn send_message(shared: &Shared, message: OutgoingMessage) -> R
                         "username": username,
                         "allowed_mentions": { "parse": ["users"] },
                     });
-                    let sent = timed(shared.http.execute_webhook(WebhookId::new(id), None, &token, true, files, &body)).await?;
+                    let sent = timed(shared.http.execute_webhook(WebhookId::new(id), thread, &token, true, files, &body)).await?;
                     let sent = sent.ok_or_else(|| NetworkError::Remote("Discord did not return the message".to_owned()))?;
                     lock(&shared.webhook_messages).insert(sent.id, (id, token.clone()));
+                    if let Some(thread) = thread {
+                        shared.note_thread_message(sent.id, thread);
+                    }
                     first.get_or_insert(sent);
                 }
                 let first = first.ok_or_else(|| NetworkError::Remote("nothing was sent".to_owned()))?;
@@ -171,7 +194,7 @@ pub(crate) async fn send_message(shared: &Shared, message: OutgoingMessage) -> R
         let mut builder = CreateMessage::new().content(part).allowed_mentions(allowed_mentions());
         if index == 0 {
             if let Some(reply) = reply {
-                builder = builder.reference_message((channel, reply));
+                builder = builder.reference_message((shared.channel_of(target, reply), reply));
             }
         }
         if index + 1 == count {
@@ -179,7 +202,10 @@ pub(crate) async fn send_message(shared: &Shared, message: OutgoingMessage) -> R
                 builder = builder.add_file(file);
             }
         }
-        let sent = timed(channel.send_message(&*shared.http, builder)).await?;
+        let sent = timed(target.send_message(&*shared.http, builder)).await?;
+        if let Some(thread) = thread {
+            shared.note_thread_message(sent.id, thread);
+        }
         first.get_or_insert(sent);
     }
     let first = first.ok_or_else(|| NetworkError::Remote("nothing was sent".to_owned()))?;
@@ -223,10 +249,13 @@ impl EditHandler for DiscordClient {
             return Err(NetworkError::BadInput("the edited message is over Discord's 2,000-character limit".to_owned()));
         }
         let hook = lock(&shared.webhook_messages).get(&message).cloned();
+        let in_channel = shared.channel_of(channel, message);
+        let thread = (in_channel != channel).then_some(in_channel);
+        let channel = in_channel;
         match hook {
             Some((id, token)) => {
                 let body = json!({ "content": text, "allowed_mentions": { "parse": ["users"] } });
-                timed(shared.http.edit_webhook_message(WebhookId::new(id), None, &token, message, &body, Vec::new())).await?;
+                timed(shared.http.edit_webhook_message(WebhookId::new(id), thread, &token, message, &body, Vec::new())).await?;
             }
             None => {
                 let builder = EditMessage::new().content(text).allowed_mentions(allowed_mentions());
@@ -244,9 +273,12 @@ impl DeleteHandler for DiscordClient {
         let channel = ids::parse_chat(&chat.id)?;
         let message = ids::parse_message(id)?;
         let hook = lock(&shared.webhook_messages).get(&message).cloned();
+        let in_channel = shared.channel_of(channel, message);
+        let thread = (in_channel != channel).then_some(in_channel);
+        let channel = in_channel;
         lock(&shared.deleting).insert(message);
         let result = match hook {
-            Some((id, token)) => timed(shared.http.delete_webhook_message(WebhookId::new(id), None, &token, message)).await,
+            Some((id, token)) => timed(shared.http.delete_webhook_message(WebhookId::new(id), thread, &token, message)).await,
             None => timed(shared.http.delete_message(channel, message, None)).await,
         };
         if result.is_err() {
@@ -264,15 +296,19 @@ impl ReactionHandler for DiscordClient {
         (!key.is_empty() && !key.is_ascii() && key.chars().count() <= 12).then(|| EmojiId::from(key))
     }
 
+    fn emoji_image(&self, emoji: &EmojiId) -> Option<(String, String)> {
+        custom_emoji_image(emoji)
+    }
+
     async fn add_reaction(&self, chat: &ChatRef, target: &RemoteMessageId, emoji: &EmojiId) -> Result<(), NetworkError> {
-        let channel = ids::parse_chat(&chat.id)?;
         let message = ids::parse_message(target)?;
+        let channel = self.shared.channel_of(ids::parse_chat(&chat.id)?, message);
         timed(self.shared.http.create_reaction(channel, message, &ids::parse_emoji(emoji))).await
     }
 
     async fn remove_reaction(&self, chat: &ChatRef, target: &RemoteMessageId, emoji: &EmojiId) -> Result<(), NetworkError> {
-        let channel = ids::parse_chat(&chat.id)?;
         let message = ids::parse_message(target)?;
+        let channel = self.shared.channel_of(ids::parse_chat(&chat.id)?, message);
         timed(self.shared.http.delete_reaction_me(channel, message, &ids::parse_emoji(emoji))).await
     }
 }
@@ -294,6 +330,16 @@ impl PresenceHandler for DiscordClient {
     }
 }
 
+/// The shortcode and CDN image of a custom emoji ID (`name:id`); `None` for unicode emoji.
+pub fn custom_emoji_image(emoji: &EmojiId) -> Option<(String, String)> {
+    match ids::parse_emoji(emoji) {
+        serenity::all::ReactionType::Custom { id, name, .. } => {
+            Some((name.unwrap_or_else(|| "emoji".to_owned()), format!("https://cdn.discordapp.com/emojis/{id}.png")))
+        }
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -311,6 +357,35 @@ mod tests {
             assert_eq!(webhook_username(name), want, "{name:?}");
         }
         assert_eq!(webhook_username(&"x".repeat(100)).chars().count(), 80);
+    }
+
+    #[test]
+    fn relay_prefixes_are_stripped_for_webhooks() {
+        let cases = [
+            ("Bob: hi", "Bob", "hi"),
+            ("Bob_x: hi", "Bob_x", "hi"),
+            ("Bob\\_x: hi", "Bob_x", "hi"),
+            ("Bob:hi", "Bob", "Bob:hi"),
+            ("Bob: ", "Bob", "Bob: "),
+            ("Alice: hi", "Bob", "Alice: hi"),
+            ("hi", "Bob", "hi"),
+        ];
+        for (text, name, want) in cases {
+            assert_eq!(strip_relay_prefix(text, name), want, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn custom_emoji_have_cdn_images() {
+        let cases = [
+            ("blob:123", Some(("blob", "https://cdn.discordapp.com/emojis/123.png"))),
+            ("👍", None),
+            ("a:b", None),
+        ];
+        for (id, want) in cases {
+            let got = custom_emoji_image(&EmojiId::from(id));
+            assert_eq!(got.as_ref().map(|(n, u)| (n.as_str(), u.as_str())), want, "{id}");
+        }
     }
 
     #[test]

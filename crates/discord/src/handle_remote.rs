@@ -1,13 +1,17 @@
 //! Discord → core: serenity's gateway models turned into [`RemoteEvent`]s (messages with
 //! converted markdown and attachments, edits, deletions, reactions, typing), the names
-//! mentions resolve to, and ghost information.
+//! mentions resolve to, ghost information, and a channel's history (for the backfill of new
+//! portals and the catch-up after downtime).
 
 use std::collections::HashMap;
 
 use bridge_core::network::events::{
     AvatarRef, ChatRef, Media, MediaKind, MessageContent, MessagePart, Sender, UserInfo,
 };
-use bridge_core::network::{EventSender, LoginId, PartId, RemoteEvent, RemoteUserId};
+use bridge_core::network::{EventSender, LoginId, NetworkError, PartId, RemoteEvent, RemoteMessageId, RemoteUserId};
+use serenity::http::MessagePagination;
+
+use crate::connector::timed;
 use serenity::model::channel::{Attachment, Message, MessageType};
 use serenity::model::id::{ChannelId, GuildId, UserId};
 use serenity::model::user::User;
@@ -161,6 +165,48 @@ pub fn edit_event(message: &Message, names: &Names<'_>, login: &LoginId, bot: Us
         sender: Sender { user: ids::user_id(message.author.id), is_from_me: message.author.id == bot },
         timestamp,
         parts,
+    }
+}
+
+#[async_trait::async_trait]
+impl bridge_core::network::client::HistoryHandler for crate::client::DiscordClient {
+    async fn fetch_history(
+        &self,
+        chat: &ChatRef,
+        before: Option<&RemoteMessageId>,
+        limit: usize,
+    ) -> Result<Vec<RemoteEvent>, NetworkError> {
+        let shared = &self.shared;
+        let Some(bot) = shared.bot else { return Err(NetworkError::NotLoggedIn) };
+        let channel = ids::parse_chat(&chat.id)?;
+        let before = before.map(ids::parse_message).transpose()?;
+        let page = u8::try_from(limit.clamp(1, 100)).unwrap_or(100);
+        let mut messages =
+            timed(shared.http.get_messages(channel, before.map(MessagePagination::Before), Some(page))).await?;
+        // Newest first, as the core expects; whatever the server did with the query.
+        messages.retain(|m| before.is_none_or(|b| m.id < b));
+        messages.sort_by_key(|m| std::cmp::Reverse(m.id));
+        messages.truncate(limit);
+        let guild = chat.receiver.is_none().then(|| messages.first().and_then(|m| m.guild_id)).flatten();
+        let events = messages
+            .iter()
+            .filter(|m| is_relayable(m) && !shared.is_own(m.author.id, m.webhook_id.map(|w| w.get())))
+            .map(|m| {
+                let names = shared.names(&m.mentions, m.guild_id.or(guild));
+                let mut event = message_event(m, &names, &shared.login, bot);
+                // REST messages carry no guild ID: the chat is the one asked for.
+                if let RemoteEvent::Message { chat: event_chat, .. } = &mut event {
+                    *event_chat = chat.clone();
+                }
+                event
+            })
+            .collect();
+        Ok(events)
+    }
+
+    async fn recent_chats(&self, _limit: usize) -> Result<Vec<ChatRef>, NetworkError> {
+        // Servers are bridged with `guilds bridge`; DMs open a portal with their next message.
+        Ok(Vec::new())
     }
 }
 

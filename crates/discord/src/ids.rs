@@ -41,6 +41,18 @@ pub fn parse_chat(id: &RemoteChatId) -> Result<ChannelId, NetworkError> {
     snowflake("channel", id.as_str()).map(ChannelId::new)
 }
 
+/// The remote chat ID of a server (the parent of its channels, bridged as a space):
+/// `guild:<id>`, since old servers share their ID with their first channel.
+pub fn guild_id(id: serenity::model::id::GuildId) -> RemoteChatId {
+    RemoteChatId(format!("guild:{}", id.get()))
+}
+
+/// The server of a remote chat ID made by [`guild_id`]; `None` for channels.
+pub fn parse_guild(id: &RemoteChatId) -> Option<serenity::model::id::GuildId> {
+    let id = id.as_str().strip_prefix("guild:")?;
+    snowflake("guild", id).ok().map(serenity::model::id::GuildId::new)
+}
+
 /// The remote ID of a message.
 pub fn message_id(id: MessageId) -> RemoteMessageId {
     RemoteMessageId(id.get().to_string())
@@ -93,6 +105,11 @@ mod tests {
         let message = MessageId::new(7);
         assert_eq!(parse_message(&message_id(message)).ok(), Some(message));
         assert_eq!(login_id(user).as_str(), "80351110224678912");
+        let guild = serenity::model::id::GuildId::new(42);
+        assert_eq!(guild_id(guild).as_str(), "guild:42");
+        assert_eq!(parse_guild(&guild_id(guild)), Some(guild));
+        assert_eq!(parse_guild(&chat_id(chat)), None, "a channel is not a server");
+        assert_eq!(parse_guild(&RemoteChatId::from("guild:x")), None);
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! [`DiscordNetwork`] facts and the connector), [`login`] (the `token` flow), [`client`] (one
 //! gateway connection per login), [`handle_remote`] (Discord events → remote events),
 //! [`handle_matrix`] (outgoing messages), [`convert`] (markdown ↔ HTML), [`ids`],
-//! [`config`] and [`commands`].
+//! [`config`], [`commands`] (the `guilds` commands) and [`threads`] (Discord threads as
+//! Matrix threads).
 
 pub mod client;
 pub mod commands;
@@ -16,6 +17,7 @@ pub mod handle_matrix;
 pub mod handle_remote;
 pub mod ids;
 pub mod login;
+pub mod threads;
 
 pub use config::DiscordConfig;
 pub use connector::{DiscordConnector, DiscordNetwork};

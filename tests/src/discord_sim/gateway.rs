@@ -85,6 +85,12 @@ async fn session(mut ws: Ws, inner: Arc<Inner>, stop: CancellationToken) {
                             let _ = ws.close(Some(CloseFrame { code: CloseCode::from(4004), reason: Cow::Borrowed("Authentication failed.") })).await;
                             break;
                         };
+                        // GUILD_MEMBERS (1 << 1), GUILD_PRESENCES (1 << 8), MESSAGE_CONTENT (1 << 15).
+                        let privileged = frame["d"]["intents"].as_u64().unwrap_or(0) & (1 << 1 | 1 << 8 | 1 << 15) != 0;
+                        if privileged && inner.lock().no_privileged_intents.contains(&bot) {
+                            let _ = ws.close(Some(CloseFrame { code: CloseCode::from(4014), reason: Cow::Borrowed("Disallowed intent(s).") })).await;
+                            break;
+                        }
                         let Some(sender) = tx.take() else { continue };
                         let id = inner.snowflake();
                         session_id = Some(id);

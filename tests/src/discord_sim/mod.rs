@@ -81,6 +81,7 @@ impl DiscordSim {
         let router = axum::Router::new()
             .route("/attachments/{id}/{name}", axum::routing::get(rest::attachment))
             .route("/avatars/{user}/{file}", axum::routing::get(rest::avatar))
+            .route("/emojis/{file}", axum::routing::get(rest::avatar))
             .fallback(rest::api)
             .with_state(inner.clone());
         let signal = stop.clone().cancelled_owned();
@@ -173,11 +174,19 @@ impl DiscordSim {
             position,
             recipients: Vec::new(),
             webhooks_forbidden: false,
+            thread_parent: None,
         };
         let payload = channel.json(&data);
         data.channels.insert(id, channel);
         data.dispatch(Some(id), "CHANNEL_CREATE", &payload);
         id
+    }
+
+    /// Starts a thread on message `starter` of `channel`, as a Discord user would; the
+    /// thread has the starter's ID (dispatches THREAD_CREATE). Returns the thread's ID.
+    pub fn add_thread(&self, channel: u64, starter: u64, name: &str) -> u64 {
+        let mut data = self.data();
+        start_thread(&mut data, channel, starter, name)
     }
 
     /// Adds a DM channel between a bot and a user; returns its ID.
@@ -191,6 +200,7 @@ impl DiscordSim {
             position: 0,
             recipients: vec![bot, user],
             webhooks_forbidden: false,
+            thread_parent: None,
         };
         self.data().channels.insert(id, channel);
         id
@@ -291,6 +301,13 @@ impl DiscordSim {
         }
     }
 
+    /// Makes the gateway close an IDENTIFY of `bot` that asks for privileged intents with
+    /// 4014 ("Disallowed intent(s)"), like Discord for a bot whose intents are not enabled in
+    /// the developer portal.
+    pub fn disallow_privileged_intents(&self, bot: u64) {
+        self.data().no_privileged_intents.insert(bot);
+    }
+
     /// Makes the gateway refuse RESUMEs (invalid session), so clients must IDENTIFY again.
     pub fn refuse_resume(&self, refuse: bool) {
         self.data().refuse_resume = refuse;
@@ -330,6 +347,27 @@ impl DiscordSim {
     pub fn webhooks(&self, channel: u64) -> Vec<(u64, String, String)> {
         self.data().webhooks.values().filter(|w| w.channel == channel).map(|w| (w.id, w.token.clone(), w.name.clone())).collect()
     }
+}
+
+/// Makes message `starter` of `channel` the start of a thread (ID = the starter's), stores
+/// the thread and dispatches THREAD_CREATE; returns the thread's ID.
+pub(crate) fn start_thread(data: &mut Data, channel: u64, starter: u64, name: &str) -> u64 {
+    let guild = data.guild_of(channel).map(|g| g.id);
+    let thread = Channel {
+        id: starter,
+        guild,
+        name: name.to_owned(),
+        topic: None,
+        position: 0,
+        recipients: Vec::new(),
+        webhooks_forbidden: false,
+        thread_parent: Some(channel),
+    };
+    let mut payload = thread.json(data);
+    payload["newly_created"] = json!(true);
+    data.channels.insert(starter, thread);
+    data.dispatch(Some(channel), "THREAD_CREATE", &payload);
+    starter
 }
 
 /// Stores a new message, dispatches MESSAGE_CREATE and returns the message's JSON.

@@ -209,6 +209,18 @@ fn channel_route(
             data.dispatch(Some(channel), "TYPING_START", &payload);
             no_content()
         }
+        ("POST", ["messages", _, "threads"]) => {
+            let Some(id) = message else { return unknown("Message") };
+            if data.message_mut(channel, id).is_none() {
+                return unknown("Message");
+            }
+            if data.channels.contains_key(&id) {
+                return error(StatusCode::BAD_REQUEST, 160004, "A thread has already been created for this message");
+            }
+            let name = body["name"].as_str().unwrap_or("thread").to_owned();
+            let thread = super::start_thread(data, channel, id, &name);
+            data.channels.get(&thread).map_or_else(|| unknown("Channel"), |c| ok(c.json(data)))
+        }
         ("GET", ["webhooks"]) => ok(Value::Array(
             data.webhooks.values().filter(|w| w.channel == channel).map(|w| w.json(data)).collect(),
         )),
@@ -267,6 +279,13 @@ fn webhook_call(
     if segments.get(2) != Some(&webhook.token.as_str()) {
         return error(StatusCode::UNAUTHORIZED, 50027, "Invalid Webhook Token");
     }
+    // `?thread_id=` sends into (or edits in) a thread of the webhook's channel.
+    let thread = query.split('&').find_map(|p| p.strip_prefix("thread_id=")).map(|t| t.parse::<u64>().ok());
+    let target = match thread {
+        None => webhook.channel,
+        Some(Some(t)) if data.channels.get(&t).is_some_and(|c| c.thread_parent == Some(webhook.channel)) => t,
+        Some(_) => return error(StatusCode::BAD_REQUEST, 10003, "Unknown Channel"),
+    };
     let message = segments.get(4).and_then(|s| s.parse::<u64>().ok());
     match (method.as_str(), &segments[3..]) {
         ("POST", []) => {
@@ -280,7 +299,7 @@ fn webhook_call(
             let username = body["username"].as_str().map_or_else(|| webhook.name.clone(), str::to_owned);
             let avatar = body["avatar_url"].as_str().map(str::to_owned);
             let author = Author::Webhook { id: webhook.id, username, avatar };
-            let value = super::create_message(inner, data, webhook.channel, author, &content, files, None);
+            let value = super::create_message(inner, data, target, author, &content, files, None);
             if query.split('&').any(|p| p == "wait=true") {
                 ok(value)
             } else {
@@ -289,14 +308,14 @@ fn webhook_call(
         }
         ("PATCH", ["messages", _]) => {
             let Some(id) = message else { return unknown("Message") };
-            match data.message_mut(webhook.channel, id) {
+            match data.message_mut(target, id) {
                 Some(m) if m["webhook_id"] == json!(webhook.id.to_string()) => {
                     if let Some(content) = body["content"].as_str() {
                         m["content"] = json!(content);
                     }
                     m["edited_timestamp"] = json!(super::state::iso8601(super::state::now_ms()));
                     let m = m.clone();
-                    data.dispatch(Some(webhook.channel), "MESSAGE_UPDATE", &m);
+                    data.dispatch(Some(target), "MESSAGE_UPDATE", &m);
                     ok(m)
                 }
                 _ => unknown("Message"),
@@ -304,7 +323,7 @@ fn webhook_call(
         }
         ("DELETE", ["messages", _]) => {
             let Some(id) = message else { return unknown("Message") };
-            delete_message(data, webhook.channel, id)
+            delete_message(data, target, id)
         }
         _ => error(StatusCode::NOT_FOUND, 0, "404: Not Found"),
     }

@@ -43,6 +43,8 @@ pub(crate) struct Channel {
     pub position: u32,
     pub recipients: Vec<u64>,
     pub webhooks_forbidden: bool,
+    /// For a thread: its parent channel (a thread started from a message has its ID).
+    pub thread_parent: Option<u64>,
 }
 
 /// A stored file.
@@ -106,6 +108,9 @@ pub(crate) struct Data {
     pub resumed: u64,
     /// Whether RESUMEs are refused (op 9), forcing a new IDENTIFY.
     pub refuse_resume: bool,
+    /// Bots not allowed privileged intents (MESSAGE_CONTENT, GUILD_MEMBERS, GUILD_PRESENCES):
+    /// an IDENTIFY asking for them is closed with 4014, as Discord does.
+    pub no_privileged_intents: std::collections::HashSet<u64>,
 }
 
 /// The shared state.
@@ -181,6 +186,28 @@ impl User {
 
 impl Channel {
     pub(crate) fn json(&self, data: &Data) -> Value {
+        if let (Some(guild), Some(parent)) = (self.guild, self.thread_parent) {
+            return json!({
+                "id": self.id.to_string(),
+                "type": 11,
+                "guild_id": guild.to_string(),
+                "parent_id": parent.to_string(),
+                "name": self.name,
+                "owner_id": null,
+                "last_message_id": null,
+                "rate_limit_per_user": 0,
+                "message_count": 0,
+                "member_count": 1,
+                "nsfw": false,
+                "permission_overwrites": [],
+                "thread_metadata": {
+                    "archived": false,
+                    "auto_archive_duration": 1440,
+                    "archive_timestamp": iso8601(now_ms()),
+                    "locked": false,
+                },
+            });
+        }
         match self.guild {
             Some(guild) => json!({
                 "id": self.id.to_string(),

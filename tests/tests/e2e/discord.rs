@@ -21,6 +21,8 @@ use tokio::sync::mpsc;
 
 use crate::env::{edit, tail};
 
+mod full;
+
 const WAIT: Duration = Duration::from_secs(15);
 
 type Events = mpsc::Receiver<(LoginId, RemoteEvent)>;
@@ -171,7 +173,10 @@ async fn guild_messages_arrive_converted() -> anyhow::Result<()> {
     let chat = client.chat_info(&guild_chat(w.general)).await?;
     assert_eq!(chat.name.as_deref(), Some("general"));
     assert_eq!(chat.topic.as_deref(), Some("Talk here"));
-    assert_eq!(chat.parent, Some(RemoteChatId(w.guild.to_string())));
+    let parent = RemoteChatId(format!("guild:{}", w.guild));
+    assert_eq!(chat.parent, Some(parent.clone()), "a channel's parent is its server");
+    let server = client.chat_info(&ChatRef { id: parent, receiver: None }).await?;
+    assert_eq!(server.name.as_deref(), Some("Wonderland"), "the parent's name names its space");
     client.disconnect().await;
     bridge_tests::wait_until(WAIT, "the session to close", || async { Ok((w.sim.gateway_sessions() == 0).then_some(())) }).await?;
     Ok(())
@@ -458,6 +463,7 @@ impl DiscordBridge {
             .current_dir(dir.path())
             .env("RUST_LOG", "bridge_core=debug,bridge_discord=debug,info")
             .env("DISCORD_BRIDGE__NETWORK__API_BASE_URL", sim.url())
+            .env("DISCORD_BRIDGE__BRIDGE__RELAY__ENABLED", "true")
             .name("bridge")
             .spawn()?;
         let bridge = Self { dir, synapse, _process: process };
@@ -556,5 +562,31 @@ async fn bridge_guild(w: &World, bridge: &DiscordBridge) -> anyhow::Result<()> {
     .await?;
     let request = w.sim.wait_request(WAIT, "the Matrix message", |r| r.method == "POST" && r.path == format!("/channels/{}/messages", w.general)).await?;
     assert_eq!(request.body["content"], "hi *there* 2\\*2");
+    Ok(())
+}
+
+#[tokio::test]
+async fn refused_privileged_intents_are_explained_and_not_retried() -> anyhow::Result<()> {
+    let w = world().await?;
+    w.sim.disallow_privileged_intents(w.bot);
+    let (client, mut rx) = load(&w, &w.token).await?;
+    client.connect().await;
+    let event = recv(&mut rx, |e| matches!(e, RemoteEvent::StateChanged(LoginState::BadCredentials { .. }))).await?;
+    let RemoteEvent::StateChanged(LoginState::BadCredentials { reason }) = event else { unreachable!() };
+    assert!(reason.contains("Message Content Intent") && reason.contains("developer portal"), "{reason}");
+    assert_eq!(client.state(), LoginState::BadCredentials { reason });
+    assert_eq!(w.sim.identified(), 0, "the refused IDENTIFY opened no session");
+    // Without the privileged intents in the config, the same bot connects.
+    let connector = DiscordConnector::new(DiscordConfig {
+        api_base_url: w.sim.url(),
+        message_content_intent: false,
+        guild_members_intent: false,
+        ..DiscordConfig::default()
+    })?;
+    let (relaxed, mut rx) = load_with(&connector, w.bot, &w.token).await?;
+    relaxed.connect().await;
+    recv(&mut rx, |e| matches!(e, RemoteEvent::StateChanged(LoginState::Connected))).await?;
+    relaxed.disconnect().await;
+    client.disconnect().await;
     Ok(())
 }

@@ -168,6 +168,16 @@ pub trait ReactionHandler: Send + Sync {
     /// network cannot react with it.
     fn emoji_id(&self, key: &str) -> Option<EmojiId>;
 
+    /// For a custom (image) emoji of the network: its shortcode (`blob`, without colons) and
+    /// an image source for [`NetworkClient::download_media`]. The core then reacts on
+    /// Matrix with the uploaded image's `mxc://` URI as the key (and the shortcode in
+    /// `com.beeper.reaction.shortcode`), and maps that key back to this emoji ID when a
+    /// Matrix user reacts with it. `None` (the default) for plain unicode emoji.
+    fn emoji_image(&self, emoji: &EmojiId) -> Option<(String, String)> {
+        let _ = emoji;
+        None
+    }
+
     /// Adds a reaction.
     async fn add_reaction(&self, chat: &ChatRef, target: &RemoteMessageId, emoji: &EmojiId) -> Result<(), NetworkError>;
 

@@ -4,7 +4,8 @@
 //! chat (so clients list it under people, named after the ghost) and the bot invited and
 //! given admin; a group room is created by the bot with the members' ghosts invited and
 //! joined. Both carry `m.bridge` / `uk.half-shot.bridge` state and belong to the login's
-//! space. Right after creation the room is backfilled ([`super::backfill`]).
+//! space, or, when the chat info names a `parent` (a Discord server), to that parent's space
+//! (created on demand, named after the parent, itself inside the login's space). Right after creation the room is backfilled ([`super::backfill`]).
 
 use ruma::{
     events::AnyInitialStateEvent, room::RoomType, serde::Raw, Int, OwnedRoomId, OwnedUserId, RoomId,
@@ -16,12 +17,20 @@ use crate::{
     bridge::logins::LiveLogin,
     ghost::upload_remote_media,
     matrix::{CreateRoomOptions, Intent, MatrixError},
-    network::{events::ChatInfo, RemoteUserId},
+    network::{
+        events::{ChatInfo, ChatRef},
+        LoginId, RemoteChatId, RemoteUserId,
+    },
     store::{now_ms, Portal, PortalKind},
 };
 
 /// At most this many members get ghosts joined when a room is created or synced.
 pub const MAX_MEMBERS: usize = 100;
+
+/// The kv key of the space of `parent` (a chat that contains others) for `receiver`.
+pub fn parent_space_key(receiver: &str, parent: &RemoteChatId) -> String {
+    format!("portal.parent_space.{receiver}.{parent}")
+}
 
 /// Builds an initial state event for `create_room`.
 fn initial_state(event_type: &str, state_key: &str, content: Value) -> Result<Raw<AnyInitialStateEvent>, PortalError> {
@@ -122,7 +131,19 @@ impl Actor {
                 Err(e) => tracing::warn!(error = %e, "could not bridge a chat avatar"),
             }
         }
-        let space = match self.ensure_space(live).await {
+        let login_space = self.ensure_space(live).await;
+        let parent = info.parent.as_ref().filter(|p| p.as_str() != self.key.remote_id);
+        let space = match (login_space, parent) {
+            (Ok(login_space), Some(parent)) => match self.ensure_parent_space(live, parent, &login_space).await {
+                Ok(space) => Ok(space),
+                Err(e) => {
+                    tracing::warn!(%parent, error = %e, "could not prepare the parent's space; using the login's");
+                    Ok(login_space)
+                }
+            },
+            (other, _) => other,
+        };
+        let space = match space {
             Ok(space) => {
                 let via = self.bridge.matrix.server_name().to_string();
                 state.push(initial_state("m.space.parent", space.as_str(), json!({ "via": [via], "canonical": true }))?);
@@ -157,6 +178,9 @@ impl Actor {
         portal.kind = kind;
         portal.name = name;
         portal.topic = info.topic.clone();
+        if let Some(parent) = parent {
+            portal.parent_space = Some(parent.0.clone());
+        }
         if let Some((mxc, hash)) = avatar_url {
             portal.avatar_url = Some(mxc);
             portal.avatar_hash = Some(hash);
@@ -183,7 +207,7 @@ impl Actor {
         if let Some(space) = space {
             let via = self.bridge.matrix.server_name().to_string();
             if let Err(e) = send_state(&bot, &space, "m.space.child", room.as_str(), json!({ "via": [via] })).await {
-                tracing::warn!(error = %e, "could not add the portal to the login's space");
+                tracing::warn!(error = %e, "could not add the portal to its space");
             }
         }
         self.backfill_initial(live, &room).await;
@@ -232,6 +256,49 @@ impl Actor {
             let room = bridge.bot_intent().create_room(options).await?;
             bridge.store.kv().set(&kv_key, room.as_str()).await?;
             tracing::info!(%room, login = %live.id, "created the login's space");
+            Ok::<_, PortalError>(room)
+        })
+        .await
+        .cloned()
+    }
+
+    /// The space of a parent chat (a Discord server, say) as this portal's receiver sees
+    /// it: created on first need, named after the parent's chat info, with the login's user
+    /// invited, and itself a child of the login's space. Remembered in the kv store under
+    /// [`parent_space_key`].
+    async fn ensure_parent_space(&self, live: &LiveLogin, parent: &RemoteChatId, login_space: &RoomId) -> Result<OwnedRoomId, PortalError> {
+        let cell = self.bridge.portals.parent_space_cell(&self.key.receiver, parent);
+        let bridge = self.bridge.clone();
+        let kv_key = parent_space_key(&self.key.receiver, parent);
+        let receiver = (!self.key.receiver.is_empty()).then(|| LoginId(self.key.receiver.clone()));
+        cell.get_or_try_init(|| async move {
+            if let Some(room) = bridge.store.kv().get(&kv_key).await?.and_then(|r| OwnedRoomId::try_from(r).ok()) {
+                return Ok(room);
+            }
+            let chat = ChatRef { id: parent.clone(), receiver };
+            let info = match live.client.chat_info(&chat).await {
+                Ok(info) => info,
+                Err(e) => {
+                    tracing::warn!(%parent, error = %e, "could not get the parent's chat info");
+                    ChatInfo::default()
+                }
+            };
+            let via = bridge.matrix.server_name().to_string();
+            let options = CreateRoomOptions {
+                name: Some(info.name.clone().unwrap_or_else(|| parent.0.clone())),
+                topic: info.topic.clone(),
+                invite: vec![live.user.clone()],
+                room_type: Some(RoomType::Space),
+                initial_state: vec![initial_state("m.space.parent", login_space.as_str(), json!({ "via": [via.clone()], "canonical": true }))?],
+                ..CreateRoomOptions::default()
+            };
+            let bot = bridge.bot_intent();
+            let room = bot.create_room(options).await?;
+            bridge.store.kv().set(&kv_key, room.as_str()).await?;
+            if let Err(e) = send_state(&bot, login_space, "m.space.child", room.as_str(), json!({ "via": [via] })).await {
+                tracing::warn!(error = %e, "could not add a parent's space to the login's space");
+            }
+            tracing::info!(%room, %parent, "created a parent's space");
             Ok::<_, PortalError>(room)
         })
         .await
@@ -327,6 +394,13 @@ impl Actor {
     pub async fn remove_from_spaces(&self, room: &RoomId) {
         let bot = self.bridge.bot_intent();
         let Ok(spaces) = self.bridge.store.kv().get(&format!("portal.space.{}", self.key.receiver)).await else { return };
+        let mut spaces: Vec<String> = spaces.into_iter().collect();
+        if let Some(parent) = self.portal.as_ref().and_then(|p| p.parent_space.clone()) {
+            let key = parent_space_key(&self.key.receiver, &RemoteChatId(parent));
+            if let Ok(Some(space)) = self.bridge.store.kv().get(&key).await {
+                spaces.push(space);
+            }
+        }
         for space in spaces.into_iter().filter_map(|s| OwnedRoomId::try_from(s).ok()) {
             if let Err(e) = send_state(&bot, &space, "m.space.child", room.as_str(), json!({})).await {
                 tracing::debug!(error = %e, "could not remove a portal from its space");

@@ -237,7 +237,14 @@ impl Actor {
         }
         let network = self.bridge.info.display_name;
         let reactions = live.client.reactions().ok_or_else(|| Failure::unsupported(format!("reactions are not supported on {network}")))?;
-        let emoji = reactions.emoji_id(key).ok_or_else(|| Failure::unsupported(format!("the reaction {key} is not supported on {network}")))?;
+        // An image key of a custom emoji the bridge uploaded maps back to that emoji.
+        let custom = match key.starts_with("mxc://") {
+            true => self.bridge.store.kv().get(&format!("emoji.id.{key}")).await.ok().flatten().map(crate::network::EmojiId),
+            false => None,
+        };
+        let emoji = custom
+            .or_else(|| reactions.emoji_id(key))
+            .ok_or_else(|| Failure::unsupported(format!("the reaction {key} is not supported on {network}")))?;
         reactions.add_reaction(&self.chat(), &RemoteMessageId(row.remote_id.clone()), &emoji).await.map_err(|e| Failure::from(PortalError::from(e)))?;
         let reaction = Reaction {
             portal: self.key.clone(),

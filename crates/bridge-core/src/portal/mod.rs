@@ -33,7 +33,7 @@ use crate::{
     bridge::Bridge,
     ghost::GhostError,
     matrix::MatrixError,
-    network::{events::ChatRef, LoginId, NetworkError, RemoteEvent, RemoteUserId},
+    network::{events::ChatRef, LoginId, NetworkError, RemoteChatId, RemoteEvent, RemoteUserId},
     store::{PortalKey, StoreError},
 };
 
@@ -95,6 +95,9 @@ struct Handle {
     tx: mpsc::Sender<PortalMsg>,
 }
 
+/// A space room being created or known, shared so that it is created once.
+type SpaceCell = Arc<tokio::sync::OnceCell<OwnedRoomId>>;
+
 /// The registry of portal actors.
 #[derive(Default)]
 pub struct Portals {
@@ -105,6 +108,8 @@ pub struct Portals {
     not_portals: Mutex<HashSet<OwnedRoomId>>,
     /// Per-login spaces being created or known, so two portals never make two spaces.
     spaces: Mutex<HashMap<LoginId, Arc<tokio::sync::OnceCell<OwnedRoomId>>>>,
+    /// Spaces of parent chats ((receiver, parent ID)) being created or known.
+    parent_spaces: Mutex<HashMap<(String, String), SpaceCell>>,
     /// The homeserver's upload size limit, once asked.
     upload_limit: tokio::sync::OnceCell<Option<u64>>,
 }
@@ -291,6 +296,11 @@ impl Portals {
         let handle = actor::spawn(bridge.clone(), key.clone());
         map.insert(key.clone(), handle.clone());
         handle
+    }
+
+    /// The space cell of a parent chat for a receiver (created empty on first use).
+    fn parent_space_cell(&self, receiver: &str, parent: &RemoteChatId) -> SpaceCell {
+        lock(&self.parent_spaces).entry((receiver.to_owned(), parent.0.clone())).or_default().clone()
     }
 
     /// The space cell of a login (created empty on first use).

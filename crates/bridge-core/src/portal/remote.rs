@@ -53,6 +53,32 @@ fn is_conflict(e: &StoreError) -> bool {
 }
 
 impl Actor {
+    /// The `mxc://` image of a network's custom emoji (see
+    /// [`crate::network::client::ReactionHandler::emoji_image`]), uploaded once and
+    /// remembered in the kv store both ways (`emoji.mxc.<emoji id>` and `emoji.id.<mxc>`).
+    async fn custom_emoji(&self, live: &LiveLogin, emoji: &crate::network::EmojiId) -> Option<(String, String)> {
+        let (shortcode, source) = live.client.reactions()?.emoji_image(emoji)?;
+        let kv = self.bridge.store.kv();
+        let key = format!("emoji.mxc.{emoji}");
+        if let Ok(Some(mxc)) = kv.get(&key).await {
+            return Some((shortcode, mxc));
+        }
+        let bot = self.bridge.bot_intent();
+        match crate::ghost::upload_remote_media(live.client.as_ref(), &bot, &source, None).await {
+            Ok(mxc) => {
+                if let Err(e) = kv.set(&key, &mxc).await {
+                    tracing::warn!(error = %e, "could not remember a custom emoji");
+                }
+                let _ = kv.set(&format!("emoji.id.{mxc}"), emoji.as_str()).await;
+                Some((shortcode, mxc))
+            }
+            Err(e) => {
+                tracing::warn!(%emoji, error = %e, "could not bridge a custom emoji's image");
+                None
+            }
+        }
+    }
+
     /// Applies one remote event. Failures are logged: the network cannot be told.
     pub(super) async fn handle_remote(&mut self, login: LoginId, event: RemoteEvent) {
         let Ok(live) = self.live(&login) else {
@@ -125,7 +151,11 @@ impl Actor {
                     return Ok(()); // already bridged (or our own reaction's echo)
                 }
                 let speaker = self.speaker(live, &room, &sender).await?;
-                let content = json!({ "m.relates_to": { "rel_type": "m.annotation", "event_id": part.mxid, "key": emoji } });
+                let mut content = json!({ "m.relates_to": { "rel_type": "m.annotation", "event_id": part.mxid, "key": emoji } });
+                if let Some((shortcode, mxc)) = self.custom_emoji(live, &emoji_id).await {
+                    content["m.relates_to"]["key"] = json!(mxc);
+                    content["com.beeper.reaction.shortcode"] = json!(format!(":{shortcode}:"));
+                }
                 let Value::Object(content) = content else { return Ok(()) };
                 let mxid = self.send_as(&speaker, &room, "m.reaction", content, None).await?;
                 let reaction = Reaction {
