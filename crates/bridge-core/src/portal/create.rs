@@ -18,7 +18,7 @@ use crate::{
     ghost::upload_remote_media,
     matrix::{CreateRoomOptions, Intent, MatrixError},
     network::{
-        events::{ChatInfo, ChatRef},
+        events::{ChatInfo, ChatMember, ChatRef},
         LoginId, RemoteChatId, RemoteUserId,
     },
     store::{now_ms, Portal, PortalKind},
@@ -198,6 +198,9 @@ impl Actor {
                 tracing::warn!(ghost = %ghost.user_id(), error = %e, "a member's ghost could not join");
             }
         }
+        if let Some(members) = &info.members {
+            self.apply_nicknames(&room, members).await;
+        }
         if let Some(puppet) = self.bridge.puppet_intent(&live.user) {
             // With double puppeting the user's account joins for them.
             if let Err(e) = self.bridge.join_puppet(&puppet, &room).await {
@@ -212,6 +215,28 @@ impl Actor {
         }
         self.backfill_initial(live, &room).await;
         Ok(room)
+    }
+
+    /// Gives ghosts their chat-specific name (a group alias) in this room only: the ghost's
+    /// own member event with that display name and its usual avatar. Members without a
+    /// nickname, or whose nickname is their global name, keep the global profile.
+    async fn apply_nicknames(&self, room: &RoomId, members: &[ChatMember]) {
+        for member in members.iter().take(MAX_MEMBERS) {
+            let Some(nickname) = member.nickname.as_deref().filter(|n| !n.trim().is_empty()) else { continue };
+            let stored = self.bridge.store.ghosts().get(member.user.as_str()).await.ok().flatten();
+            if stored.as_ref().and_then(|g| g.name.as_deref()) == Some(nickname) {
+                continue;
+            }
+            let Ok(user) = self.bridge.ghost_mxid(&member.user) else { continue };
+            let ghost = self.bridge.matrix.intent(user.clone());
+            let mut content = json!({ "membership": "join", "displayname": nickname });
+            if let Some(avatar) = stored.and_then(|g| g.avatar_mxc) {
+                content["avatar_url"] = json!(avatar);
+            }
+            if let Err(e) = send_state(&ghost, room, "m.room.member", user.as_str(), content).await {
+                tracing::warn!(ghost = %user, error = %e, "could not set a member's name in the room");
+            }
+        }
     }
 
     /// Invites the login's Matrix user if they are neither joined nor invited (another
@@ -344,6 +369,7 @@ impl Actor {
                     Err(e) => tracing::warn!(%member, error = %e, "could not prepare a member's ghost"),
                 }
             }
+            self.apply_nicknames(&room, members).await;
             let joined = bot.room_members(&room).await?;
             let my_ghost = self.bridge.ghost_mxid(&me).ok();
             for user in joined.keys() {

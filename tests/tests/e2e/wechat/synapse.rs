@@ -160,6 +160,11 @@ async fn group(s: &Session) -> anyhow::Result<()> {
     let avatar_url = avatar["url"].as_str().unwrap_or_default();
     assert_eq!(user.download_media(avatar_url).await?, group_avatar, "{avatar}");
     assert_eq!(user.profile(&ghost(&wang)).await?["displayname"], "王五");
+    // In the group, the member's group alias is their name; elsewhere their own name stays.
+    let member = user.room_state(&room, "m.room.member", &ghost(&wang)).await?.unwrap_or_default();
+    assert_eq!(member["displayname"], "大哥", "{member}");
+    let other = user.room_state(&room, "m.room.member", &ghost(&zhao)).await?.unwrap_or_default();
+    assert_eq!(other["displayname"], "赵六", "{other}");
 
     // An image and a file from WeChat can be downloaded in Matrix.
     let image: Vec<u8> = (0..=255u8).cycle().take(50_000).collect();
