@@ -195,7 +195,7 @@ fn channel_route(
                 return unknown("Message");
             }
             let event = if method == Method::PUT { "MESSAGE_REACTION_ADD" } else { "MESSAGE_REACTION_REMOVE" };
-            let payload = super::reaction_json(data, channel, id, bot, &percent_decode(emoji));
+            let payload = super::reaction_json(data, channel, id, bot, &percent_encoding::percent_decode_str(emoji).decode_utf8_lossy());
             data.dispatch(Some(channel), event, &payload);
             no_content()
         }
@@ -329,24 +329,6 @@ fn webhook_call(
     }
 }
 
-/// Decodes `%xx` escapes (emoji in reaction paths).
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
 
 /// Splits a multipart body into its `payload_json` and its files.
 fn parse_multipart(body: &[u8], boundary: &str) -> (Value, Vec<(String, File)>) {

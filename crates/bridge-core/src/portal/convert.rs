@@ -280,8 +280,8 @@ pub(crate) fn pill_users(html: &str) -> Vec<OwnedUserId> {
     while let Some(pos) = rest.find(PREFIX) {
         rest = &rest[pos + PREFIX.len()..];
         let end = rest.find(['"', '\'', '?', '>', ' ']).unwrap_or(rest.len());
-        let target = percent_decode(&rest[..end]);
-        let Ok(user) = UserId::parse(target.as_str()) else { continue };
+        let target = percent_encoding::percent_decode_str(&rest[..end]).decode_utf8_lossy();
+        let Ok(user) = UserId::parse(target.as_ref()) else { continue };
         if !found.contains(&user) {
             found.push(user);
         }
@@ -289,24 +289,6 @@ pub(crate) fn pill_users(html: &str) -> Vec<OwnedUserId> {
     found
 }
 
-/// Decodes `%XX` escapes (invalid escapes are kept as they are).
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            if let Some(byte) = text.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                out.push(byte);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
 
 /// Escapes text for HTML.
 pub(crate) fn escape_html(text: &str) -> String {

@@ -177,7 +177,7 @@ impl Walker<'_> {
         let Some(href) = href else { return text.to_owned() };
         if let Some(target) = href.strip_prefix("https://matrix.to/#/") {
             let target = target.split('?').next().unwrap_or(target);
-            let decoded = percent_decode(target);
+            let decoded = percent_encoding::percent_decode_str(target).decode_utf8_lossy();
             if decoded.starts_with('@') {
                 return match self.resolver.discord_user(&decoded) {
                     Some(id) => format!("<@{id}>"),
@@ -318,24 +318,6 @@ fn escape_markdown(text: &str, at_line_start: bool) -> String {
     out
 }
 
-/// Minimal percent-decoding for matrix.to links.
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
 
 /// Trims trailing spaces on lines, collapses runs of blank lines and trims the ends.
 fn tidy(text: &str) -> String {
