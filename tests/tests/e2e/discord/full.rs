@@ -470,13 +470,15 @@ async fn dms_mentions_and_channel_changes_reach_matrix() -> anyhow::Result<()> {
 
         // A channel's new name and topic reach its room.
         s.w.sim.update_channel(s.w.general, "general-chat", Some("New topic"));
-        wait_until(WAIT, "the new room name", || async {
+        // Name and topic are two state events: wait for both.
+        wait_until(WAIT, "the new room name and topic", || async {
             let name = s.user.room_state(&room, "m.room.name", "").await?;
-            Ok(name.filter(|n| n["name"] == "general-chat").map(|_| ()))
+            let topic = s.user.room_state(&room, "m.room.topic", "").await?;
+            let name_ok = name.is_some_and(|n| n["name"] == "general-chat");
+            let topic_ok = topic.is_some_and(|t| t["topic"] == "New topic");
+            Ok((name_ok && topic_ok).then_some(()))
         })
         .await?;
-        let topic = s.user.room_state(&room, "m.room.topic", "").await?;
-        assert_eq!(topic.as_ref().and_then(|t| t["topic"].as_str()), Some("New topic"));
 
         // A DM to the bot opens a direct portal with the sender's ghost.
         let dm = s.w.sim.add_dm(s.w.bot, s.w.alice);
