@@ -130,7 +130,12 @@ impl WechatyPuppet {
             .current_dir(package_dir())
             .env("WECHATY_LOG", "warn");
         let mut child = ManagedChild::spawn(command, "wechaty", &log_path)?;
-        let puppet_http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;
+        // No pooled connections: Node closes idle keep-alive sockets after 5 s, and a request
+        // sent on one just as Node closes it fails with "connection reset".
+        let puppet_http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .pool_max_idle_per_host(0)
+            .build()?;
         let control = format!("http://127.0.0.1:{control_port}");
         let ready = wait_until(START_TIMEOUT, "the puppet service", async || {
             if let Some(status) = child.try_status()? {
