@@ -95,6 +95,20 @@ where
     }
 }
 
+/// An appservice registration as Synapse loads it, for tests that register an appservice
+/// by hand (the bridges write theirs with `generate-registration`). `url` is where Synapse
+/// pushes transactions (`None`: it pushes nothing); `user_regex` is the user namespace; the
+/// hs_token is random.
+pub fn registration_yaml(id: &str, url: Option<&str>, as_token: &str, sender_localpart: &str, user_regex: &str, exclusive: bool) -> String {
+    let url = url.map_or_else(|| "null".to_owned(), |u| format!("\"{u}\""));
+    format!(
+        "id: \"{id}\"\nurl: {url}\nas_token: \"{as_token}\"\nhs_token: \"{hs_token}\"\n\
+         sender_localpart: \"{sender_localpart}\"\nrate_limited: false\n\
+         namespaces:\n  users:\n    - exclusive: {exclusive}\n      regex: '{user_regex}'\n  aliases: []\n  rooms: []\n",
+        hs_token = random_localpart("hs"),
+    )
+}
+
 /// The PostgreSQL URL for storage tests, or `None` when they should skip themselves.
 ///
 /// `None` when `BRIDGE_TEST_SKIP_POSTGRES=1`; otherwise `BRIDGE_TEST_POSTGRES_URL`, defaulting

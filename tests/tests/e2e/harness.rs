@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
-use bridge_tests::{free_port, random_localpart, Synapse, SynapseOptions};
+use bridge_tests::{free_port, random_localpart, registration_yaml, Synapse, SynapseOptions};
 use serde_json::{json, Value};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -118,23 +118,10 @@ async fn synapse_loads_an_appservice_registration() -> anyhow::Result<()> {
     let registration = dir.path().join("registration.yaml");
     // Nobody listens on this port: Synapse only needs the registration to be valid.
     let unused_port = free_port()?;
+    let url = format!("http://127.0.0.1:{unused_port}");
     std::fs::write(
         &registration,
-        format!(
-            "id: harness\n\
-             url: http://127.0.0.1:{unused_port}\n\
-             as_token: {as_token}\n\
-             hs_token: {hs_token}\n\
-             sender_localpart: harnessbot\n\
-             rate_limited: false\n\
-             namespaces:\n  \
-               users:\n    \
-                 - exclusive: true\n      \
-                   regex: '@harness_.*:test\\.localhost'\n  \
-               aliases: []\n  \
-               rooms: []\n",
-            hs_token = random_localpart("hs"),
-        ),
+        registration_yaml("harness", Some(&url), &as_token, "harnessbot", "@harness_.*:test\\.localhost", true),
     )?;
     let synapse = Synapse::start(SynapseOptions {
         appservice_files: vec![registration],

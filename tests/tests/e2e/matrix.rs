@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use bridge_core::matrix::{CreateRoomOptions, MatrixClient, MatrixError};
-use bridge_tests::{free_port, random_localpart, Synapse, SynapseOptions};
+use bridge_tests::{free_port, random_localpart, registration_yaml, Synapse, SynapseOptions};
 use ruma::{
     events::{
         room::{message::RoomMessageEventContent, topic::RoomTopicEventContent},
@@ -41,23 +41,10 @@ impl Setup {
         let as_token = random_localpart("as");
         let as_port = free_port()?;
         let registration: PathBuf = dir.path().join("registration.yaml");
+        let url = format!("http://127.0.0.1:{as_port}");
         std::fs::write(
             &registration,
-            format!(
-                "id: {APPSERVICE_ID}\n\
-                 url: http://127.0.0.1:{as_port}\n\
-                 as_token: {as_token}\n\
-                 hs_token: {hs_token}\n\
-                 sender_localpart: {BOT}\n\
-                 rate_limited: false\n\
-                 namespaces:\n  \
-                   users:\n    \
-                     - exclusive: true\n      \
-                       regex: '@mxtest_.*:test\\.localhost'\n  \
-                   aliases: []\n  \
-                   rooms: []\n",
-                hs_token = random_localpart("hs"),
-            ),
+            registration_yaml(APPSERVICE_ID, Some(&url), &as_token, BOT, "@mxtest_.*:test\\.localhost", true),
         )?;
         let synapse = Synapse::start(SynapseOptions {
             appservice_files: vec![registration],

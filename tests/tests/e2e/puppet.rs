@@ -2,7 +2,7 @@
 //! namespace covers the homeserver's users, what the user sends from the network's own app
 //! appears as sent by their real Matrix account, and none of it comes back to the network.
 
-use bridge_tests::{random_localpart, testnet::{Action, ChatSpec, MessageSpec}};
+use bridge_tests::{random_localpart, registration_yaml, testnet::{Action, ChatSpec, MessageSpec}};
 use serde_json::json;
 
 use crate::env::{body, Options, WAIT};
@@ -10,11 +10,7 @@ use crate::messages::{event_id, ghost, login, portal, sent_id, start_with, wait_
 
 /// The double-puppeting registration an operator adds to Synapse, with `as_token`.
 fn registration(as_token: &str) -> String {
-    format!(
-        "id: doublepuppet\nurl: null\nas_token: \"{as_token}\"\nhs_token: \"{hs}\"\nsender_localpart: \"{sender}\"\nrate_limited: false\nnamespaces:\n  users:\n    - regex: '@.*:test\\.localhost'\n      exclusive: false\n  aliases: []\n  rooms: []\n",
-        hs = random_localpart("hs"),
-        sender = random_localpart("puppeteer"),
-    )
+    registration_yaml("doublepuppet", None, as_token, &random_localpart("puppeteer"), "@.*:test\\.localhost", false)
 }
 
 #[tokio::test]

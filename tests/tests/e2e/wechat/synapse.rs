@@ -8,8 +8,8 @@ use bridge_tests::wechaty::{ScanStatus, To, WechatyPuppet};
 use bridge_tests::{random_localpart, wait_until, TestUser};
 use serde_json::{json, Value};
 
-use super::{body, WechatBridge, WAIT};
-use crate::env::tail;
+use super::{WechatBridge, WAIT};
+use crate::env::{body, tail};
 
 /// A bridge over a puppet service with a Matrix user logged in as the contact `me`.
 struct Session {
@@ -35,7 +35,8 @@ async fn session() -> anyhow::Result<Session> {
     puppet.scan("https://login.weixin.qq.com/l/e2e", ScanStatus::Waiting).await?;
     user.wait_for_event(&management, |e| e["sender"] == BOT && e["content"]["msgtype"] == "m.image", WAIT).await?;
     puppet.login(&me).await?;
-    user.wait_for_event(&management, |e| e["sender"] == BOT && body(e).contains("Logged in"), WAIT).await?;
+    // The login is named after the account's real name, never its raw ID.
+    user.wait_for_event(&management, |e| e["sender"] == BOT && body(e).contains("Logged in") && body(e).contains("测试用户"), WAIT).await?;
     // The login's client takes over the event stream.
     puppet.wait_streaming(WAIT).await?;
     Ok(Session { puppet, bridge, user, management, me })
@@ -91,6 +92,33 @@ async fn wait_sent(puppet: &WechatyPuppet, text: &str) -> anyhow::Result<String>
         Ok(puppet.sent().await?.into_iter().find(|s| s.text.as_deref() == Some(text)).map(|s| s.id))
     })
     .await
+}
+
+#[tokio::test]
+async fn wechat_bridge_process_logs_in_and_bridges_a_dm_through_synapse() -> anyhow::Result<()> {
+    let s = session().await?;
+    let result = direct_chat(&s).await;
+    logged(&s, result).await
+}
+
+/// A DM from a contact opens a portal where the ghost carries the contact's remark as its
+/// name; a reply from Matrix reaches the contact.
+async fn direct_chat(s: &Session) -> anyhow::Result<()> {
+    let Session { puppet, user, me, .. } = s;
+    let zhang = puppet.create_contact("张三", Some("老张")).await?;
+    puppet.send_text(&zhang, To::Me, "你好，世界", &[]).await?;
+    let room = portal(user, &zhang, me).await?;
+    wait_from(user, &room, &ghost(&zhang), |e| body(e) == "你好，世界").await?;
+    let profile = user.profile(&ghost(&zhang)).await?;
+    assert_eq!(profile["displayname"], "老张", "{profile}");
+
+    user.send_text(&room, "Matrix 这边收到").await?;
+    let sent = wait_until(WAIT, "the puppet to receive the reply", async || {
+        Ok(puppet.sent().await?.into_iter().find(|s| s.text.as_deref() == Some("Matrix 这边收到")))
+    })
+    .await?;
+    assert_eq!(sent.conversation_id, zhang);
+    Ok(())
 }
 
 #[tokio::test]
