@@ -378,6 +378,13 @@ impl TestUser {
         Ok(())
     }
 
+    /// Sets this user's avatar to an `mxc://` URI.
+    pub async fn set_avatar(&self, mxc: &str) -> anyhow::Result<()> {
+        let path = format!("/_matrix/client/v3/profile/{}/avatar_url", enc(&self.user_id));
+        self.call(Method::PUT, &path, Some(&json!({"avatar_url": mxc}))).await?;
+        Ok(())
+    }
+
     /// Uploads media and returns its `mxc://` URI.
     pub async fn upload_media(&self, content_type: &str, bytes: Vec<u8>) -> anyhow::Result<String> {
         let mut request = self

@@ -196,7 +196,7 @@ fn generate_config<N: Network>(
             path.display()
         )));
     }
-    let yaml = Config::<N::Config>::example_yaml(info)?;
+    let yaml = Config::<N::Config>::example_yaml_with(info, N::example_network_section())?;
     crate::config::write_file(path, &yaml)?;
     let _ = writeln!(
         out,

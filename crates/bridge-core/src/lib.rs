@@ -18,4 +18,5 @@ pub mod metrics;
 pub mod network;
 pub mod portal;
 pub mod provisioning;
+pub mod public_media;
 pub mod store;

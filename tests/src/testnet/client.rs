@@ -310,6 +310,7 @@ impl NetworkClient for TestClient {
             reply_to: message.reply_to.map(|r| r.0),
             thread_root: message.thread_root.map(|r| r.0),
             relayed_from: message.relayed_from,
+            avatar_url: message.avatar_url,
         };
         let sent: SendResponse = self.call(Method::POST, &["logins", self.login(), "messages"], &[], Some(&body)).await?;
         Ok(SentMessage { id: RemoteMessageId::from(sent.id), part: PartId::from(""), timestamp: sent.timestamp })

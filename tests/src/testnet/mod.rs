@@ -200,6 +200,8 @@ pub enum Action {
         thread_root: Option<String>,
         /// The relayed Matrix user's name.
         relayed_from: Option<String>,
+        /// The public URL of the sender's avatar.
+        avatar_url: Option<String>,
     },
     /// Edited a message.
     Edit {

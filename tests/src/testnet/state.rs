@@ -293,6 +293,7 @@ impl State {
             reply_to: req.reply_to,
             thread_root: req.thread_root,
             relayed_from: req.relayed_from,
+            avatar_url: req.avatar_url,
         });
         Ok(SendResponse { id, timestamp })
     }

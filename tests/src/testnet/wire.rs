@@ -290,6 +290,9 @@ pub struct SendRequest {
     pub thread_root: Option<String>,
     /// The relayed Matrix user's name.
     pub relayed_from: Option<String>,
+    /// The public URL of the sender's avatar.
+    #[serde(default)]
+    pub avatar_url: Option<String>,
 }
 
 /// Answer of `POST /logins/{login}/messages`.

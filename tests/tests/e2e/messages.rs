@@ -359,6 +359,46 @@ async fn relay_and_restart_lose_and_duplicate_nothing() -> anyhow::Result<()> {
     result
 }
 
+/// With `appservice.public_media` on, a message carries a public URL of the sender's
+/// avatar that anyone can fetch without a token, and a forged URL gives nothing.
+#[tokio::test]
+async fn messages_carry_a_public_url_of_the_senders_avatar() -> anyhow::Result<()> {
+    let options = Options {
+        config_edits: vec![("  public_media:\n    enabled: false".to_owned(), "  public_media:\n    enabled: true".to_owned())],
+        ..Options::default()
+    };
+    let (env, management) = start_with(true, options).await?;
+    login(&env, &management).await?;
+    let result = async {
+        env.net.add_user("bob", "Bob");
+        env.net.add_chat(ChatSpec::group("g1", "Friends", &[ME, "bob"]));
+        env.net.push_message("g1", "bob", MessageSpec::text("hello"))?;
+        let room = portal(&env.user, "g1", "").await?;
+        let picture = b"\x89PNG\r\n\x1a\navatar of alice".to_vec();
+        let mxc = env.user.upload_media("image/png", picture.clone()).await?;
+        env.user.set_avatar(&mxc).await?;
+        env.user.send_text(&room, "with my face").await?;
+        let action = env.net.wait_action(WAIT, |a| sent_text(a).is_some_and(|(_, b)| b.contains("with my face"))).await?;
+        let Action::Send { avatar_url: Some(url), .. } = action else { anyhow::bail!("no avatar URL in {action:?}") };
+        let anonymous = reqwest::Client::new();
+        let fetched = anonymous.get(&url).send().await?;
+        anyhow::ensure!(fetched.status().is_success(), "{url}: {}", fetched.status());
+        assert_eq!(fetched.headers()["content-type"], "image/png");
+        assert_eq!(fetched.bytes().await?.to_vec(), picture);
+        // Another media ID under the same signature is refused.
+        let (base, sig) = url.rsplit_once('/').expect("signed url");
+        let (base, _) = base.rsplit_once('/').expect("media id");
+        let forged = anonymous.get(format!("{base}/someoneelse/{sig}")).send().await?;
+        assert_eq!(forged.status(), reqwest::StatusCode::NOT_FOUND);
+        Ok(())
+    }
+    .await;
+    if result.is_err() {
+        eprintln!("bridge log:\n{}", tail(&env.bridge.log(), 150));
+    }
+    result
+}
+
 async fn relay_and_restart(env: &mut Env) -> anyhow::Result<()> {
     env.net.add_user("bob", "Bob");
     env.net.add_chat(ChatSpec::group("g1", "Friends", &[ME, "bob"]));

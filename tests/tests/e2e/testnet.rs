@@ -112,7 +112,7 @@ fn text(body: &str) -> OutgoingContent {
 }
 
 fn outgoing(chat: ChatRef, content: OutgoingContent) -> OutgoingMessage {
-    OutgoingMessage { chat, content, reply_to: None, thread_root: None, relayed_from: None }
+    OutgoingMessage { chat, content, reply_to: None, thread_root: None, relayed_from: None, avatar_url: None }
 }
 
 #[tokio::test]

@@ -124,6 +124,9 @@ impl Bridge {
             live.client.disconnect().await;
         }
         self.store.user_logins().delete(id.as_str()).await?;
+        if let Err(e) = crate::network::LoginStore::database(self.store.clone(), id).clear().await {
+            tracing::warn!(login = %id, error = %e, "could not delete the login's network state");
+        }
         Ok(())
     }
 
@@ -138,7 +141,9 @@ impl Bridge {
         let user = OwnedUserId::try_from(row.user_mxid.as_str()).context("stored login has an invalid user ID")?;
         let id = LoginId(row.id.clone());
         let stored = StoredLogin { id: id.clone(), user: user.clone(), remote_name: row.remote_name.clone(), session: row.session.clone() };
-        let events = EventSender::new(id.clone(), self.remote_tx.clone(), self.ghosts.clone()).with_owner(user.clone());
+        let events = EventSender::new(id.clone(), self.remote_tx.clone(), self.ghosts.clone())
+            .with_owner(user.clone())
+            .with_store(crate::network::LoginStore::database(self.store.clone(), &id));
         let client = self.connector.load_login(stored, events).await?;
         let live = LiveLogin { id, user, remote_name: row.remote_name.clone(), client };
         self.logins.insert(live.clone());
@@ -165,6 +170,11 @@ impl Bridge {
     pub(crate) async fn handle_remote_event(self: &Arc<Self>, login: LoginId, event: RemoteEvent) {
         match event {
             RemoteEvent::StateChanged(state) => self.on_login_state(&login, state).await,
+            RemoteEvent::Notice(text) => {
+                if let Some(live) = self.logins.get(&login) {
+                    self.notify_user(&live.user, &format!("{}: {text}", live.remote_name)).await;
+                }
+            }
             other => self.portals.handle_remote(self, login, other).await,
         }
     }

@@ -61,6 +61,8 @@ pub struct Bridge {
     pub remote_tx: mpsc::Sender<(LoginId, RemoteEvent)>,
     /// The double-puppet clients (see [`crate::ghost::puppet`]).
     pub puppets: crate::ghost::puppet::DoublePuppets,
+    /// Signed public media URLs, when `appservice.public_media.enabled`.
+    pub public_media: Option<crate::public_media::PublicMedia>,
 }
 
 impl Bridge {
@@ -114,7 +116,12 @@ pub async fn run<N: Network>(config: Config<N::Config>, config_path: PathBuf) ->
     })?;
 
     let (remote_tx, remote_rx) = mpsc::channel(1024);
+    let public_media = appservice.public_media.enabled.then(|| {
+        let base = appservice.public_media.public_address.clone().unwrap_or_else(|| appservice.address.clone());
+        crate::public_media::PublicMedia::new(base, &appservice.as_token)
+    });
     let bridge = Arc::new(Bridge {
+        public_media,
         info,
         ghosts: GhostNamer::new(&appservice.username_template, &homeserver.domain),
         homeserver,
@@ -144,7 +151,8 @@ pub async fn run<N: Network>(config: Config<N::Config>, config_path: PathBuf) ->
         bridge.metrics.clone(),
         logins_gauge,
     );
-    let router = server::router(state, bridge.appservice.max_body_bytes).merge(crate::provisioning::router(bridge.clone()));
+    let router = server::router(state, bridge.appservice.max_body_bytes).merge(crate::provisioning::router(bridge.clone()))
+        .merge(crate::public_media::router(bridge.clone()));
     let server_task = tokio::spawn(server::serve(listener, router, shutdown.clone()));
 
     spawn_signal_handler(shutdown.clone());

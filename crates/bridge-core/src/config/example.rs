@@ -9,7 +9,7 @@ use super::{Config, ConfigError, NetworkConfig, PermissionLevel};
 use crate::network::NetworkInfo;
 
 /// Renders the example config for `info`'s network, with comments.
-pub(crate) fn render<N: NetworkConfig>(info: &NetworkInfo) -> Result<String, ConfigError> {
+pub(crate) fn render<N: NetworkConfig>(info: &NetworkInfo, network_section: Option<&str>) -> Result<String, ConfigError> {
     let example = Config::<N>::example(info);
     let appservice = &example.appservice;
     let bridge = &example.bridge;
@@ -24,7 +24,10 @@ pub(crate) fn render<N: NetworkConfig>(info: &NetworkInfo) -> Result<String, Con
         };
         let _ = writeln!(permissions, "    {}: {level}", quote(key));
     }
-    let network = network_section(&example.network)?;
+    let network = match network_section {
+        Some(text) => indent_section(text),
+        None => default_section(&example.network)?,
+    };
     let q = quote;
     Ok(format!(
         r#"# Configuration of the {display} bridge.
@@ -62,6 +65,14 @@ appservice:
   ephemeral_events: {ephemeral}
   # Largest request body accepted from the homeserver, in bytes.
   max_body_bytes: {max_body}
+  # Signed public URLs of Matrix media for networks that fetch images themselves (the avatar
+  # of a relayed user on a Discord webhook). The homeserver's media needs a token, so the
+  # bridge serves these itself under /_bridge/media/.
+  public_media:
+    enabled: {public_media_enabled}
+    # The bridge's address as seen from the remote network (e.g. https://bridge.example.com
+    # behind a reverse proxy); appservice.address when empty.
+    public_address: {public_media_address}
 
 # Where the bridge keeps its state.
 database:
@@ -135,6 +146,8 @@ logging:
         hs_token = q(&appservice.hs_token),
         ephemeral = appservice.ephemeral_events,
         max_body = appservice.max_body_bytes,
+        public_media_enabled = appservice.public_media.enabled,
+        public_media_address = appservice.public_media.public_address.as_ref().map_or_else(|| "null".to_owned(), |u| q(u.as_str())),
         db_uri = q(&example.database.uri),
         db_max = example.database.max_connections,
         prefix = q(&bridge.command_prefix),
@@ -154,8 +167,51 @@ logging:
     ))
 }
 
+/// `network:` and a network's own commented section, indented.
+fn indent_section(text: &str) -> String {
+    let mut out = String::from("network:\n");
+    for line in text.trim_end().lines() {
+        if line.trim().is_empty() {
+            out.push('\n');
+        } else {
+            let _ = writeln!(out, "  {line}");
+        }
+    }
+    out
+}
+
+/// Checks a network's commented `network:` section (see
+/// [`crate::network::Network::example_network_section`]): it must parse to exactly the
+/// network's `Default` config, and every top-level key must have a comment above it.
+/// Network crates call this from a unit test.
+pub fn check_network_section<N: crate::network::Network>() -> Result<(), String> {
+    let Some(text) = N::example_network_section() else { return Ok(()) };
+    let parsed: N::Config = serde_saphyr::from_str(text).map_err(|e| format!("the network section does not parse: {e}"))?;
+    let as_json = |c: &N::Config| serde_json::to_value(c).map_err(|e| e.to_string());
+    let (parsed, default) = (as_json(&parsed)?, as_json(&N::Config::default())?);
+    if parsed != default {
+        return Err(format!("the network section parses to\n{parsed:#}\nbut the default config is\n{default:#}"));
+    }
+    let mut previous = "";
+    for line in text.lines() {
+        let top_level_key = !line.starts_with([' ', '#', '-']) && line.contains(':');
+        if top_level_key && !previous.trim_start().starts_with('#') {
+            return Err(format!("the key line `{line}` has no comment above it"));
+        }
+        if !line.trim().is_empty() {
+            previous = line;
+        }
+    }
+    // The whole file must still round-trip with the section in place.
+    let info = N::info();
+    let yaml = render::<N::Config>(&info, Some(text)).map_err(|e| e.to_string())?;
+    let env = std::collections::BTreeMap::new();
+    Config::<N::Config>::parse_with_env(std::path::Path::new("example.yaml"), &yaml, &info, &env).map_err(|e| e.to_string())?;
+    Ok(())
+}
+
 /// `network:` and the network's default section, indented.
-fn network_section<N: NetworkConfig>(network: &N) -> Result<String, ConfigError> {
+fn default_section<N: NetworkConfig>(network: &N) -> Result<String, ConfigError> {
     let yaml =
         serde_saphyr::to_string(network).map_err(|e| ConfigError::Serialize(e.to_string()))?;
     let yaml = yaml.trim_end();

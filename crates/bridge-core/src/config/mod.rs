@@ -12,6 +12,7 @@
 mod env;
 mod error;
 mod example;
+pub use example::check_network_section;
 pub mod registration;
 mod sections;
 mod validate;
@@ -24,7 +25,7 @@ use serde::{Deserialize, Serialize};
 pub use error::{ConfigError, Problem};
 pub use sections::{
     is_placeholder, AppserviceConfig, BackfillConfig, BotConfig, BridgeConfig, DatabaseConfig,
-    DoublePuppetConfig, ProvisioningConfig,
+    DoublePuppetConfig, ProvisioningConfig, PublicMediaConfig,
     HomeserverConfig, LogFormat, LoggingConfig, PermissionLevel, RelayConfig,
     DEFAULT_MAX_BODY_BYTES, TOKEN_PLACEHOLDER,
 };
@@ -94,7 +95,13 @@ impl<N: NetworkConfig> Config<N> {
 
     /// The commented example config for `info`'s network, as written by `generate-config`.
     pub fn example_yaml(info: &NetworkInfo) -> Result<String, ConfigError> {
-        example::render::<N>(info)
+        example::render::<N>(info, None)
+    }
+
+    /// [`Config::example_yaml`] with the network's own commented `network:` section (see
+    /// [`crate::network::Network::example_network_section`]) instead of its bare defaults.
+    pub fn example_yaml_with(info: &NetworkInfo, network_section: Option<&str>) -> Result<String, ConfigError> {
+        example::render::<N>(info, network_section)
     }
 
     /// Reads the config at `path`, applies overrides from the process environment (see the

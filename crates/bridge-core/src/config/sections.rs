@@ -63,6 +63,20 @@ pub struct AppserviceConfig {
     pub ephemeral_events: bool,
     /// Largest request body accepted from the homeserver, in bytes.
     pub max_body_bytes: usize,
+    /// Unauthenticated, signed URLs for Matrix media a remote network must fetch itself.
+    pub public_media: PublicMediaConfig,
+}
+
+/// `appservice.public_media:` — whether the bridge serves signed public URLs of Matrix
+/// media (avatars a remote network shows, such as a Discord webhook's), and where.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PublicMediaConfig {
+    /// Whether the URLs are served and handed to the network.
+    pub enabled: bool,
+    /// The bridge's address as the remote network reaches it (a public https URL behind
+    /// a reverse proxy, usually); `appservice.address` when not set.
+    pub public_address: Option<Url>,
 }
 
 impl AppserviceConfig {
@@ -79,6 +93,7 @@ impl AppserviceConfig {
             hs_token: TOKEN_PLACEHOLDER.to_owned(),
             ephemeral_events: true,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            public_media: PublicMediaConfig::default(),
         }
     }
 
@@ -118,6 +133,7 @@ impl fmt::Debug for AppserviceConfig {
             .field("hs_token", &"<redacted>")
             .field("ephemeral_events", &self.ephemeral_events)
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("public_media", &self.public_media)
             .finish()
     }
 }

@@ -309,3 +309,34 @@ fn save_round_trips() {
     let loaded = TestConfig::load_with_env(&path, &test_info(), &BTreeMap::new()).expect("loads");
     assert_eq!(as_json(&loaded.config), as_json(&config));
 }
+
+/// A made-up network with a commented section, for [`check_network_section`].
+struct Commented<const GOOD: u8>;
+
+impl<const GOOD: u8> crate::network::Network for Commented<GOOD> {
+    type Config = TestNetConfig;
+    fn info() -> NetworkInfo {
+        test_info()
+    }
+    fn connector(_: TestNetConfig) -> anyhow::Result<std::sync::Arc<dyn crate::network::NetworkConnector>> {
+        anyhow::bail!("not used")
+    }
+    fn example_network_section() -> Option<&'static str> {
+        Some(match GOOD {
+            0 => "# Where the API is.\napi_url: \"http://127.0.0.1:9000\"\n# How often to retry.\nretries: 3\n",
+            1 => "# Where the API is.\napi_url: \"http://127.0.0.1:9000\"\n# How often to retry.\nretries: 4\n",
+            _ => "# Where the API is.\napi_url: \"http://127.0.0.1:9000\"\nretries: 3\n",
+        })
+    }
+}
+
+#[test]
+fn commented_network_sections_are_checked_and_written() {
+    check_network_section::<Commented<0>>().expect("a faithful section passes");
+    let wrong = check_network_section::<Commented<1>>().expect_err("a different value is caught");
+    assert!(wrong.contains("\"retries\": 4"), "{wrong}");
+    let bare = check_network_section::<Commented<2>>().expect_err("a key without comment is caught");
+    assert!(bare.contains("retries: 3"), "{bare}");
+    let yaml = TestConfig::example_yaml_with(&test_info(), <Commented<0> as crate::network::Network>::example_network_section()).expect("renders");
+    assert!(yaml.contains("network:\n  # Where the API is.\n  api_url: \"http://127.0.0.1:9000\"\n  # How often"), "{yaml}");
+}

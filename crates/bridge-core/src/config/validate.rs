@@ -87,6 +87,15 @@ pub(crate) fn check<N>(config: &Config<N>) -> Vec<Violation> {
             None,
         ));
     }
+    if let Some(public) = &appservice.public_media.public_address {
+        if !matches!(public.scheme(), "http" | "https") {
+            out.push(violation(
+                "appservice.public_media.public_address",
+                format!("`{public}` must be an http or https URL"),
+                Some("the address at which the remote network reaches the bridge, e.g. https://bridge.example.com"),
+            ));
+        }
+    }
     if !appservice.has_placeholder_tokens() && appservice.as_token == appservice.hs_token {
         out.push(violation(
             "appservice.hs_token",

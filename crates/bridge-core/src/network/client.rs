@@ -28,6 +28,10 @@ pub struct OutgoingMessage {
     /// `bridge.relay.message_format` to the text (or a file's caption); a network that can
     /// show the name natively (a webhook name) may use this as well.
     pub relayed_from: Option<String>,
+    /// A public URL of the Matrix sender's avatar (relayed or not), for networks that show
+    /// it natively (a webhook's avatar). Set only when `appservice.public_media` is enabled
+    /// and the sender has an avatar; fetching it needs no token.
+    pub avatar_url: Option<String>,
 }
 
 /// The content of an outgoing message.

@@ -117,6 +117,9 @@ pub enum RemoteEvent {
     },
     /// The login's connection state changed; shown to the user in the management room.
     StateChanged(LoginState),
+    /// Something the login's owner must know (a sending limit reached, say): posted as a
+    /// notice in their management room.
+    Notice(String),
 }
 
 /// Identifies a chat from one login's point of view.
@@ -299,6 +302,7 @@ pub struct EventSender {
     tx: tokio::sync::mpsc::Sender<(LoginId, RemoteEvent)>,
     ghosts: crate::bridge::ids::GhostNamer,
     owner: Option<ruma::OwnedUserId>,
+    store: super::LoginStore,
 }
 
 impl EventSender {
@@ -308,7 +312,20 @@ impl EventSender {
         tx: tokio::sync::mpsc::Sender<(LoginId, RemoteEvent)>,
         ghosts: crate::bridge::ids::GhostNamer,
     ) -> Self {
-        Self { login, tx, ghosts, owner: None }
+        let store = super::LoginStore::in_memory(&login);
+        Self { login, tx, ghosts, owner: None, store }
+    }
+
+    /// Uses `store` for the login's state (the bridge gives its database-backed store;
+    /// without this call the state lives in memory).
+    pub fn with_store(mut self, store: super::LoginStore) -> Self {
+        self.store = store;
+        self
+    }
+
+    /// The login's own persistent state (see [`super::LoginStore`]).
+    pub fn store(&self) -> &super::LoginStore {
+        &self.store
     }
 
     /// Names the Matrix user who owns the login, so that mentions of the login's own remote

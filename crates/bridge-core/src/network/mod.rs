@@ -9,6 +9,7 @@ pub mod client;
 pub mod events;
 pub mod ids;
 pub mod login;
+pub mod state;
 
 use std::sync::Arc;
 
@@ -18,6 +19,7 @@ pub use client::{NetworkClient, OutgoingContent, OutgoingMessage, SentMessage};
 pub use events::{EventSender, RemoteEvent};
 pub use ids::{EmojiId, LoginId, PartId, RemoteChatId, RemoteMessageId, RemoteUserId};
 pub use login::{LoginFlow, LoginProcess, LoginStep};
+pub use state::LoginStore;
 
 /// A stored login, as the core hands it to [`NetworkConnector::load_login`].
 #[derive(Debug, Clone)]
@@ -74,6 +76,15 @@ pub trait Network: Send + Sync + 'static {
     /// Builds the connector from the network's config section. Called once at startup,
     /// before the appservice starts; must not connect to anything yet.
     fn connector(config: Self::Config) -> anyhow::Result<Arc<dyn NetworkConnector>>;
+
+    /// The body of the `network:` section that `generate-config` writes, with a `#`
+    /// comment explaining each key (not indented; the core indents it). It must parse to
+    /// exactly `Self::Config::default()`: check it with
+    /// [`crate::config::check_network_section`] in a unit test. `None` writes the bare
+    /// defaults without comments.
+    fn example_network_section() -> Option<&'static str> {
+        None
+    }
 }
 
 /// The network's side of a running bridge, shared by every login.

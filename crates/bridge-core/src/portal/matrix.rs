@@ -123,6 +123,25 @@ impl Actor {
         }
     }
 
+    /// The public URL of `user`'s avatar in `room` (their member event, else their
+    /// profile), when public media is enabled.
+    async fn public_avatar(&self, room: &RoomId, user: &UserId) -> Option<String> {
+        let public = self.bridge.public_media.as_ref()?;
+        let bot = self.bridge.bot_intent();
+        let from_member = match bot.get_state_event(room, "m.room.member".into(), user.as_str()).await {
+            Ok(Some(raw)) => {
+                let content: Value = serde_json::from_str(raw.json().get()).unwrap_or(Value::Null);
+                str_at(&content, "/avatar_url").filter(|a| !a.is_empty()).map(str::to_owned)
+            }
+            _ => None,
+        };
+        let mxc = match from_member {
+            Some(mxc) => mxc,
+            None => bot.get_profile(user).await.ok()?.avatar_url?.to_string(),
+        };
+        public.url_for(&ruma::OwnedMxcUri::from(mxc))
+    }
+
     /// The display name of `user` in `room` (for relayed messages).
     async fn display_name(&self, room: &RoomId, user: &UserId) -> String {
         let bot = self.bridge.bot_intent();
@@ -179,7 +198,8 @@ impl Actor {
         } else {
             None
         };
-        let message = OutgoingMessage { chat: self.chat(), content: out, reply_to, thread_root: thread_root.clone(), relayed_from };
+        let avatar_url = self.public_avatar(room, sender).await;
+        let message = OutgoingMessage { chat: self.chat(), content: out, reply_to, thread_root: thread_root.clone(), relayed_from, avatar_url };
         let sent = live.client.send_message(message).await.map_err(|e| Failure::from(PortalError::from(e)))?;
         let row = Message {
             portal: self.key.clone(),

@@ -153,7 +153,7 @@ impl Portals {
                 }
                 return;
             }
-            RemoteEvent::StateChanged(_) => return,
+            RemoteEvent::StateChanged(_) | RemoteEvent::Notice(_) => return,
         };
         self.send(bridge, &portal_key(&chat), PortalMsg::Remote { login, event }).await;
     }

@@ -216,7 +216,7 @@ impl Actor {
                 self.remove_from_spaces(&room).await;
                 self.unlink(Some(&room)).await
             }
-            RemoteEvent::Message { .. } | RemoteEvent::ChatInfoChanged { .. } | RemoteEvent::UserInfoChanged { .. } | RemoteEvent::StateChanged(_) => Ok(()),
+            RemoteEvent::Message { .. } | RemoteEvent::ChatInfoChanged { .. } | RemoteEvent::UserInfoChanged { .. } | RemoteEvent::StateChanged(_) | RemoteEvent::Notice(_) => Ok(()),
         }
     }
 

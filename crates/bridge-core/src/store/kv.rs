@@ -46,4 +46,24 @@ impl<'a> Kv<'a> {
             .await?;
         Ok(done.rows_affected() > 0)
     }
+
+    /// Every `(name, value)` whose name starts with `prefix`, sorted by name.
+    pub async fn list_prefix(self, prefix: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = sqlx::query("SELECT name, value FROM kv WHERE substr(name, 1, $2) = $1 ORDER BY name")
+            .bind(prefix)
+            .bind(i32::try_from(prefix.chars().count()).unwrap_or(i32::MAX))
+            .fetch_all(self.pool)
+            .await?;
+        rows.iter().map(|row| Ok((row.try_get("name")?, row.try_get("value")?))).collect()
+    }
+
+    /// Removes every name that starts with `prefix`; returns how many were removed.
+    pub async fn delete_prefix(self, prefix: &str) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM kv WHERE substr(name, 1, $2) = $1")
+            .bind(prefix)
+            .bind(i32::try_from(prefix.chars().count()).unwrap_or(i32::MAX))
+            .execute(self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
 }

@@ -138,6 +138,8 @@ conformance! {
     messages_roundtrip => sqlite_messages_roundtrip, postgres_messages_roundtrip;
     reactions_crud => sqlite_reactions_crud, postgres_reactions_crud;
     kv_crud => sqlite_kv_crud, postgres_kv_crud;
+    kv_prefixes => sqlite_kv_prefixes, postgres_kv_prefixes;
+    login_store_is_per_login => sqlite_login_store_is_per_login, postgres_login_store_is_per_login;
     inbox_dedup_by_event_id => sqlite_inbox_dedup_by_event_id, postgres_inbox_dedup_by_event_id;
     inbox_txn_window => sqlite_inbox_txn_window, postgres_inbox_txn_window;
     inbox_pending_order_and_done => sqlite_inbox_pending_order_and_done, postgres_inbox_pending_order_and_done;
@@ -713,6 +715,37 @@ async fn kv_crud(db: TestDb) {
     assert!(kv.delete("version").await.expect("delete"));
     assert!(!kv.delete("version").await.expect("delete again"));
     assert_eq!(kv.get("version").await.expect("get"), None);
+}
+
+async fn kv_prefixes(db: TestDb) {
+    let kv = db.store.kv();
+    // `_` and `%` are ordinary characters in a prefix, not patterns.
+    for (name, value) in [("net/a_1/x", "1"), ("net/a_1/y", "2"), ("net/ab1/x", "3"), ("net/a%1/x", "4"), ("net/a_", "5")] {
+        kv.set(name, value).await.expect("set");
+    }
+    let listed = kv.list_prefix("net/a_1/").await.expect("list");
+    assert_eq!(listed, vec![("net/a_1/x".to_owned(), "1".to_owned()), ("net/a_1/y".to_owned(), "2".to_owned())]);
+    assert_eq!(kv.list_prefix("net/ä/").await.expect("list none"), vec![]);
+    assert_eq!(kv.delete_prefix("net/a_1/").await.expect("delete"), 2);
+    assert_eq!(kv.get("net/ab1/x").await.expect("get").as_deref(), Some("3"));
+    assert_eq!(kv.get("net/a%1/x").await.expect("get").as_deref(), Some("4"));
+    assert_eq!(kv.list_prefix("net/a_1/").await.expect("list after"), vec![]);
+}
+
+async fn login_store_is_per_login(db: TestDb) {
+    use crate::network::{LoginId, LoginStore};
+    let a = LoginStore::database(db.store.clone(), &LoginId("a".into()));
+    let a_again = LoginStore::database(db.store.clone(), &LoginId("a".into()));
+    let b = LoginStore::database(db.store.clone(), &LoginId("a/".into()));
+    a.set("guild/1", &serde_json::json!({"mode": "all"})).await.expect("set");
+    a.set("guild/2", &serde_json::json!({"mode": "on-message"})).await.expect("set");
+    b.set("guild/1", &serde_json::json!({"mode": "b's"})).await.expect("set b");
+    let listed: Vec<(String, serde_json::Value)> = a_again.list("guild/").await.expect("list");
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert_eq!(listed[0], ("guild/1".to_owned(), serde_json::json!({"mode": "all"})));
+    a.clear().await.expect("clear");
+    assert_eq!(a.get::<serde_json::Value>("guild/2").await.expect("get"), None);
+    assert_eq!(b.get::<serde_json::Value>("guild/1").await.expect("b kept"), Some(serde_json::json!({"mode": "b's"})));
 }
 
 async fn inbox_dedup_by_event_id(db: TestDb) {
