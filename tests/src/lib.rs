@@ -21,6 +21,7 @@
 mod client;
 pub mod discord_sim;
 mod process;
+pub mod procstat;
 mod synapse;
 pub mod testnet;
 pub mod wechaty;

@@ -120,6 +120,11 @@ impl Synapse {
         Err(last_error.unwrap_or_else(|| anyhow::anyhow!("Synapse did not start")))
     }
 
+    /// The process ID of the running Synapse (for benchmarks that read its CPU time).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.pid())
+    }
+
     /// The base URL of the client API, such as `http://127.0.0.1:41234`.
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
