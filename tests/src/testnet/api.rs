@@ -234,6 +234,19 @@ impl TestNet {
         Ok(media)
     }
 
+    /// Sets (or with `None` clears) a member's name in this chat only; no event until
+    /// [`TestNet::push_chat_info_changed`].
+    pub fn set_nickname(&self, chat: &str, user: &str, nickname: Option<&str>) -> anyhow::Result<()> {
+        self.with_chat(chat, |c| match nickname {
+            Some(n) => {
+                c.nicknames.insert(user.to_owned(), n.to_owned());
+            }
+            None => {
+                c.nicknames.remove(user);
+            }
+        })
+    }
+
     /// Adds a member to a chat (admin if `admin`); no event until [`TestNet::push_chat_info_changed`].
     pub fn add_member(&self, chat: &str, user: &str, admin: bool) -> anyhow::Result<()> {
         self.with_chat(chat, |c| {

@@ -200,7 +200,7 @@ fn chat_info(c: WireChat) -> ChatInfo {
     let members = c
         .members
         .iter()
-        .map(|m| ChatMember { user: RemoteUserId::from(m.as_str()), nickname: None, is_admin: c.admins.contains(m) })
+        .map(|m| ChatMember { user: RemoteUserId::from(m.as_str()), nickname: c.nicknames.get(m).cloned(), is_admin: c.admins.contains(m) })
         .collect();
     ChatInfo { name: c.name, topic: c.topic, avatar: avatar(c.avatar), is_direct: c.is_direct, members: Some(members), parent: None }
 }

@@ -43,6 +43,7 @@ pub(crate) struct Chat {
     pub is_direct: bool,
     pub members: Vec<String>,
     pub admins: Vec<String>,
+    pub nicknames: std::collections::BTreeMap<String, String>,
     pub messages: Vec<WireMessage>,
 }
 
@@ -218,6 +219,7 @@ impl State {
             is_direct: c.is_direct,
             members: c.members.clone(),
             admins: c.admins.clone(),
+            nicknames: c.nicknames.clone(),
         })
     }
 

@@ -204,6 +204,9 @@ pub struct WireChat {
     /// Members who are admins.
     #[serde(default)]
     pub admins: Vec<String>,
+    /// Members' names in this chat only (user ID → nickname).
+    #[serde(default)]
+    pub nicknames: std::collections::BTreeMap<String, String>,
 }
 
 /// A user as `GET /users/{id}` describes them.

@@ -359,6 +359,46 @@ async fn relay_and_restart_lose_and_duplicate_nothing() -> anyhow::Result<()> {
     result
 }
 
+/// A member's name in one chat (a group alias) shows in that room only, survives a change of
+/// their global profile, and gives way to the global name when it is removed.
+#[tokio::test]
+async fn chat_specific_names_stay_in_their_room() -> anyhow::Result<()> {
+    let env = setup(false).await?;
+    with_log(&env.bridge, async {
+        let Env { net, user, .. } = &env;
+        net.add_user("bob", "Bob");
+        net.add_chat(ChatSpec::group("g1", "Friends", &[ME, "bob"]));
+        net.add_chat(ChatSpec::group("g2", "Work", &[ME, "bob"]));
+        net.set_nickname("g1", "bob", Some("Bobby"))?;
+        net.push_message("g1", "bob", MessageSpec::text("in g1"))?;
+        net.push_message("g2", "bob", MessageSpec::text("in g2"))?;
+        let g1 = portal(user, "g1", "").await?;
+        let g2 = portal(user, "g2", "").await?;
+        wait_message(user, &g2, &ghost("bob"), "in g2").await?;
+        let bob = ghost("bob");
+        let name_in = async |room: &str| -> anyhow::Result<String> {
+            let member = user.room_state(room, "m.room.member", &bob).await?.unwrap_or_default();
+            Ok(member["displayname"].as_str().unwrap_or_default().to_owned())
+        };
+        wait_until(WAIT, "Bobby in g1", async || Ok((name_in(&g1).await? == "Bobby").then_some(()))).await?;
+        assert_eq!(name_in(&g2).await?, "Bob");
+
+        // The global name changes: the homeserver copies it into every room; g1 keeps Bobby.
+        net.set_user_name("bob", "Robert");
+        net.push_user_info_changed("bob")?;
+        wait_until(WAIT, "Robert in g2", async || Ok((name_in(&g2).await? == "Robert").then_some(()))).await?;
+        wait_until(WAIT, "Bobby back in g1", async || Ok((name_in(&g1).await? == "Bobby").then_some(()))).await?;
+        assert_eq!(user.profile(&bob).await?["displayname"], "Robert");
+
+        // The alias is removed: the global name again.
+        net.set_nickname("g1", "bob", None)?;
+        net.push_chat_info_changed("g1")?;
+        wait_until(WAIT, "Robert in g1", async || Ok((name_in(&g1).await? == "Robert").then_some(()))).await?;
+        Ok(())
+    })
+    .await
+}
+
 /// With `appservice.public_media` on, a message carries a public URL of the sender's
 /// avatar that anyone can fetch without a token, and a forged URL gives nothing.
 #[tokio::test]

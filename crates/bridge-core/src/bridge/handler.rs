@@ -97,6 +97,16 @@ impl AppserviceHandler for Handler {
         let Ok(sender) = OwnedUserId::try_from(sender) else { return Ok(()) };
         let Ok(room) = OwnedRoomId::try_from(room) else { return Ok(()) };
         if self.bridge.is_bridge_user(&sender) {
+            if kind == "m.room.member" && str_field("state_key") == Some(sender.as_str()) {
+                // The homeserver copies a ghost's new global profile into every room, over
+                // any name the ghost has in that room only: put that name back.
+                let name = event.pointer("/content/displayname").and_then(Value::as_str);
+                let joined = event.pointer("/content/membership").and_then(Value::as_str) == Some("join");
+                if let (Some(remote), true) = (self.bridge.ghosts.remote_id(&sender), joined) {
+                    let avatar = event.pointer("/content/avatar_url").and_then(Value::as_str);
+                    self.bridge.keep_room_name(&room, &crate::network::RemoteUserId(remote), name, avatar).await;
+                }
+            }
             return Ok(()); // our own echo
         }
         if self.bridge.is_double_puppet_echo(&event) {

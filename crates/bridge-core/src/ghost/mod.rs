@@ -124,6 +124,49 @@ impl Bridge {
         Ok(())
     }
 
+    /// Puts back the room-specific name of `user`'s ghost in `room` when its member event
+    /// there shows `shown` instead (the homeserver copies a new global profile into every
+    /// room a user is in). Failures are logged.
+    pub(crate) async fn keep_room_name(&self, room: &ruma::RoomId, user: &RemoteUserId, shown: Option<&str>, avatar: Option<&str>) {
+        let key = format!("{}{room}", room_name_prefix(user));
+        let wanted = match self.store.kv().get(&key).await {
+            Ok(Some(name)) if Some(name.as_str()) != shown => name,
+            Ok(_) => return,
+            Err(e) => return tracing::warn!(%user, error = %e, "could not read a ghost's room name"),
+        };
+        let result = async {
+            let intent = self.matrix.intent(self.ghost_mxid(user)?);
+            put_member(&intent, room, Some(&wanted), avatar).await?;
+            Ok::<_, GhostError>(())
+        };
+        if let Err(e) = result.await {
+            tracing::warn!(%user, %room, error = %e, "could not restore a ghost's name in a room");
+        }
+    }
+
+    /// Gives `user`'s ghost the name `wanted` in `room` only (a group alias), or its global
+    /// profile back with `None`. Remembered, so a later change of the global profile (which
+    /// the homeserver copies into every room) does not erase it. A name equal to the global
+    /// one is no room name.
+    pub(crate) async fn set_room_name(&self, room: &ruma::RoomId, user: &RemoteUserId, wanted: Option<&str>) -> Result<(), GhostError> {
+        let ghost = self.store.ghosts().get(user.as_str()).await?.unwrap_or_else(|| Ghost::new(user.as_str(), now_ms()));
+        let wanted = wanted.map(str::trim).filter(|n| !n.is_empty() && Some(*n) != ghost.name.as_deref());
+        let key = format!("{}{room}", room_name_prefix(user));
+        let previous = self.store.kv().get(&key).await?;
+        if wanted == previous.as_deref() {
+            return Ok(());
+        }
+        let intent = self.matrix.intent(self.ghost_mxid(user)?);
+        put_member(&intent, room, wanted.or(ghost.name.as_deref()), ghost.avatar_mxc.as_deref()).await?;
+        match wanted {
+            Some(name) => self.store.kv().set(&key, name).await?,
+            None => {
+                self.store.kv().delete(&key).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Downloads an avatar from the network, uploads it and sets it on the intent's profile;
     /// returns the `mxc://` URI (`None` when the avatar was removed).
     async fn push_avatar(&self, client: &dyn NetworkClient, intent: &Intent, avatar: &AvatarRef) -> Result<Option<String>, String> {
@@ -136,6 +179,26 @@ impl Bridge {
         intent.set_avatar_url(Some(&uri)).await.map_err(|e| e.to_string())?;
         Ok(Some(mxc))
     }
+}
+
+/// The kv prefix of a ghost's room-specific names (`…/<room ID>` → name). The remote ID is
+/// length-prefixed so no user's prefix is another's.
+fn room_name_prefix(user: &RemoteUserId) -> String {
+    format!("ghost-room-name/{}:{}/", user.as_str().len(), user.as_str())
+}
+
+/// Sends the ghost's own member event in `room` with this name and avatar.
+async fn put_member(intent: &Intent, room: &ruma::RoomId, name: Option<&str>, avatar: Option<&str>) -> Result<(), MatrixError> {
+    let mut content = serde_json::json!({ "membership": "join" });
+    if let Some(name) = name {
+        content["displayname"] = serde_json::json!(name);
+    }
+    if let Some(avatar) = avatar {
+        content["avatar_url"] = serde_json::json!(avatar);
+    }
+    let raw = serde_json::value::to_raw_value(&content).map_err(|e| MatrixError::InvalidRequest(e.to_string()))?;
+    intent.send_state_raw(room, "m.room.member".into(), intent.user_id().as_str(), ruma::serde::Raw::from_json(raw)).await?;
+    Ok(())
 }
 
 /// Downloads `source` through the network client and uploads it as `intent`; returns the

@@ -217,24 +217,12 @@ impl Actor {
         Ok(room)
     }
 
-    /// Gives ghosts their chat-specific name (a group alias) in this room only: the ghost's
-    /// own member event with that display name and its usual avatar. Members without a
-    /// nickname, or whose nickname is their global name, keep the global profile.
+    /// Gives ghosts their chat-specific name (a group alias) in this room only, and their
+    /// global profile back when the alias is gone (see [`crate::bridge::Bridge::set_room_name`]).
     async fn apply_nicknames(&self, room: &RoomId, members: &[ChatMember]) {
         for member in members.iter().take(MAX_MEMBERS) {
-            let Some(nickname) = member.nickname.as_deref().filter(|n| !n.trim().is_empty()) else { continue };
-            let stored = self.bridge.store.ghosts().get(member.user.as_str()).await.ok().flatten();
-            if stored.as_ref().and_then(|g| g.name.as_deref()) == Some(nickname) {
-                continue;
-            }
-            let Ok(user) = self.bridge.ghost_mxid(&member.user) else { continue };
-            let ghost = self.bridge.matrix.intent(user.clone());
-            let mut content = json!({ "membership": "join", "displayname": nickname });
-            if let Some(avatar) = stored.and_then(|g| g.avatar_mxc) {
-                content["avatar_url"] = json!(avatar);
-            }
-            if let Err(e) = send_state(&ghost, room, "m.room.member", user.as_str(), content).await {
-                tracing::warn!(ghost = %user, error = %e, "could not set a member's name in the room");
+            if let Err(e) = self.bridge.set_room_name(room, &member.user, member.nickname.as_deref()).await {
+                tracing::warn!(user = %member.user, error = %e, "could not set a member's name in the room");
             }
         }
     }
