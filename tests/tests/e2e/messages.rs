@@ -181,6 +181,11 @@ async fn remote_to_matrix(env: &Env) -> anyhow::Result<()> {
     assert_eq!(e2["content"]["formatted_body"], html);
     assert_eq!(e2["content"]["m.mentions"]["user_ids"], json!([bob]));
     assert_eq!(e2["content"]["m.relates_to"]["m.in_reply_to"]["event_id"], event_id(&e1));
+    // A mention of the user's own account notifies the user, not a ghost of it.
+    let spec = MessageSpec { text: "hey you".into(), mentions: vec![ME.into()], ..MessageSpec::default() };
+    net.push_message("d1", "bob", spec)?;
+    let mentioned = wait_message(user, &room, &bob, "hey you").await?;
+    assert_eq!(mentioned["content"]["m.mentions"]["user_ids"], json!([user.user_id()]));
 
     // Edit, reaction add and remove, delete.
     net.push_edit("d1", &m1, "bob", "hello again", None)?;

@@ -36,7 +36,9 @@ pub(crate) struct Uploaded {
 
 /// Builds the Matrix content of one remote message part. `uploaded` is the media file for
 /// [`MessageContent::Media`]; without it the part becomes a notice saying the file is missing.
-pub(crate) fn matrix_content(content: &MessageContent, uploaded: Option<&Uploaded>, ghosts: &GhostNamer) -> MatrixContent {
+/// `owner` is the login's own remote ID and its Matrix user: a mention of that account
+/// mentions the user, not a ghost of their own account.
+pub(crate) fn matrix_content(content: &MessageContent, uploaded: Option<&Uploaded>, ghosts: &GhostNamer, owner: Option<(&str, &ruma::UserId)>) -> MatrixContent {
     let message = |content: Value| MatrixContent { event_type: "m.room.message", content: as_map(content) };
     match content {
         MessageContent::Text { body, html, mentions } => {
@@ -45,7 +47,14 @@ pub(crate) fn matrix_content(content: &MessageContent, uploaded: Option<&Uploade
                 c["format"] = json!("org.matrix.custom.html");
                 c["formatted_body"] = json!(html);
             }
-            let mut ids: Vec<String> = mentions.iter().filter_map(|m| ghosts.user_id(m.as_str())).map(|u| u.to_string()).collect();
+            let mut ids: Vec<String> = mentions
+                .iter()
+                .filter_map(|m| match owner {
+                    Some((own, user)) if m.as_str() == own => Some(user.to_owned()),
+                    _ => ghosts.user_id(m.as_str()),
+                })
+                .map(|u| u.to_string())
+                .collect();
             // Pills of real Matrix users (the login's owner, written by
             // `EventSender::mention_pill` for the login's own account) mention them too.
             for user in html.as_deref().map(pill_users).unwrap_or_default() {
@@ -53,7 +62,8 @@ pub(crate) fn matrix_content(content: &MessageContent, uploaded: Option<&Uploade
                     ids.push(user.to_string());
                 }
             }
-            ids.dedup();
+            let mut seen = std::collections::HashSet::new();
+            ids.retain(|id| seen.insert(id.clone()));
             c["m.mentions"] = json!({ "user_ids": ids });
             message(c)
         }
@@ -396,7 +406,7 @@ mod tests {
                 "m.room.message",
                 json!({"msgtype": "m.text", "body": "hi me", "format": "org.matrix.custom.html",
                        "formatted_body": r#"hi <a href="https://matrix.to/#/@alice:example.com">me</a>"#,
-                       "m.mentions": {"user_ids": ["@test_me:example.com", "@alice:example.com"]}}),
+                       "m.mentions": {"user_ids": ["@alice:example.com"]}}),
             ),
             (MessageContent::Notice { body: "n".into() }, None, "m.room.message", json!({"msgtype": "m.notice", "body": "n"})),
             (
@@ -433,7 +443,8 @@ mod tests {
             ),
         ];
         for (input, uploaded, event_type, want) in cases {
-            let got = matrix_content(&input, uploaded, &namer());
+            let alice = ruma::user_id!("@alice:example.com");
+            let got = matrix_content(&input, uploaded, &namer(), Some(("me", alice)));
             assert_eq!(got.event_type, event_type, "{input:?}");
             assert_eq!(Value::Object(got.content), want, "{input:?}");
         }

@@ -273,15 +273,16 @@ impl Actor {
     /// notice says why when that fails.
     async fn part_content(&self, live: &LiveLogin, ghost: &Intent, content: &MessageContent) -> convert::MatrixContent {
         let ghosts = &self.bridge.ghosts;
+        let owner = Some((live.id.as_str(), live.user.as_ref()));
         let MessageContent::Media(media) = content else {
-            return convert::matrix_content(content, None, ghosts);
+            return convert::matrix_content(content, None, ghosts, owner);
         };
         match self.upload_media(live, ghost, media).await {
-            Ok(up) => convert::matrix_content(content, Some(&up), ghosts),
+            Ok(up) => convert::matrix_content(content, Some(&up), ghosts, owner),
             Err(reason) => {
                 tracing::warn!(%reason, "could not bridge remote media");
                 let body = format!("{} could not be bridged: {reason}", describe_media(media));
-                convert::matrix_content(&MessageContent::Notice { body }, None, ghosts)
+                convert::matrix_content(&MessageContent::Notice { body }, None, ghosts, owner)
             }
         }
     }
