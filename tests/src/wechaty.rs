@@ -87,6 +87,10 @@ pub struct SentFile {
     pub base64: String,
     /// Its size in bytes.
     pub size: u64,
+    /// The kind of file box it arrived in (file-box's `FileBoxType`: 1 inline base64,
+    /// 6 the older chunk stream, 7 a UUID after `Upload`).
+    #[serde(rename = "boxType")]
+    pub box_type: u8,
 }
 
 /// A running puppet service; dropping it stops the node process.
@@ -218,6 +222,11 @@ impl WechatyPuppet {
         self.post("/avatars", json!({ "id": id, "name": name, "base64": base64 })).await.map(drop)
     }
 
+    /// Makes the avatar of a contact or room a URL file box (the bridge must download it).
+    pub async fn set_avatar_url(&self, id: &str, name: &str, url: &str) -> anyhow::Result<()> {
+        self.post("/avatars", json!({ "id": id, "name": name, "url": url })).await.map(drop)
+    }
+
     /// Creates a room with a topic, members and members' room aliases; returns its id.
     pub async fn create_room(&self, topic: &str, members: &[&str], aliases: &[(&str, &str)]) -> anyhow::Result<String> {
         let aliases: serde_json::Map<String, Value> =
@@ -249,11 +258,24 @@ impl WechatyPuppet {
         Self::id(&self.post("/messages", body).await?)
     }
 
-    /// Sends a file (an image if the name ends in .png/.jpg/.gif) from `from`; returns the message id.
+    /// Sends a file from `from` (an image, video or voice message if its name says so:
+    /// .png/.jpg/.gif, .mp4/.mov, .mp3/.silk/.amr/.ogg); returns the message id.
     pub async fn send_file(&self, from: &str, to: To<'_>, name: &str, data: &[u8]) -> anyhow::Result<String> {
         use base64::Engine as _;
         let base64 = base64::engine::general_purpose::STANDARD.encode(data);
         let mut body = json!({ "from": from, "file": { "name": name, "base64": base64 } });
+        if let To::Room(room) = to {
+            body["room"] = room.into();
+        }
+        Self::id(&self.post("/messages", body).await?)
+    }
+
+    /// Sends a file as a message of wechaty-puppet message type `kind` (2 voice, 5 emoticon,
+    /// 15 video, …) from `from`; returns the message id.
+    pub async fn send_file_typed(&self, from: &str, to: To<'_>, name: &str, data: &[u8], kind: i32) -> anyhow::Result<String> {
+        use base64::Engine as _;
+        let base64 = base64::engine::general_purpose::STANDARD.encode(data);
+        let mut body = json!({ "from": from, "type": kind, "file": { "name": name, "base64": base64 } });
         if let To::Room(room) = to {
             body["room"] = room.into();
         }

@@ -11,11 +11,13 @@
 //   POST /contacts                    {id?, name, alias?, weixin?, avatarFile?: {name, base64}} -> {id}
 //   POST /rooms                       {id?, topic, members: [id], aliases: {id: alias}} -> {id}
 //   POST /freeze                      {frozen}  leave pings (Ding) unanswered, as a hung service would
-//   POST /avatars                     {id, name, base64}  a contact's or room's avatar
+//   POST /avatars                     {id, name, base64 | url}  a contact's or room's avatar
+//                                     (inline, or a URL file box the client must download)
 //   POST /scan                        {qrcode, status}  (status: wechaty-puppet ScanStatus number)
 //   POST /login                       {id}
 //   POST /logout                      {}
-//   POST /messages                    {from, to? | room?, text?, mentions?: [id], type?,
+//   POST /messages                    {from, to? | room?, text?, mentions?: [id], type? (also for files:
+//                                      by default from the name: image, video, voice or attachment),
 //                                      file?: {name, base64},
 //                                      card?: {kind: url|miniProgram|contact|location, payload}} -> {id}
 //                                     (a contact card's payload is the shared contact's id)
@@ -24,6 +26,7 @@
 //   POST /rooms/join                  {room, members: [id], by}
 //   POST /rooms/leave                 {room, members: [id], by}
 //   GET  /sent                        [{id, conversationId, text, mentionIds, file}]  what the client sent
+//                                     (file: {name, base64, size, boxType}: the file-box type it came in)
 //   GET  /recalled                    [id]  messages the client recalled
 //   POST /server/stop, /server/start  stop or start the gRPC PuppetServer (the puppet keeps its state)
 import http from 'node:http';
@@ -53,8 +56,27 @@ const recalled = [];
 const roomAliases = new Map();
 /** Cards of card messages: messageId -> payload (a contact id for contact cards). */
 const cards = new Map();
-/** Contact and room avatars: id -> {name, base64}. */
+/** Contact and room avatars: id -> {name, base64} or {name, url}. */
 const avatars = new Map();
+
+/** The file box of an avatar: inline, or a URL (passed through by the service as is). */
+const avatarBox = (avatar) => (avatar.url
+  ? FileBox.fromUrl(avatar.url, { name: avatar.name })
+  : FileBox.fromBase64(avatar.base64, avatar.name));
+
+/** wechaty-puppet's message type for a file, by its name. */
+const fileType = (name) => {
+  if (/\.(png|jpe?g|gif)$/i.test(name)) {
+    return PUPPET.types.Message.Image;
+  }
+  if (/\.(mp4|mov)$/i.test(name)) {
+    return PUPPET.types.Message.Video;
+  }
+  if (/\.(mp3|silk|amr|ogg)$/i.test(name)) {
+    return PUPPET.types.Message.Audio;
+  }
+  return PUPPET.types.Message.Attachment;
+};
 
 /** Whether pings go unanswered (a hung service, for the heartbeat watchdog). */
 let frozen = false;
@@ -84,7 +106,7 @@ class ScriptedPuppet extends PuppetMock {
     if (!avatar) {
       return FileBox.fromQRCode(`avatar:${contactId}`);
     }
-    return FileBox.fromBase64(avatar.base64, avatar.name);
+    return avatarBox(avatar);
   }
 
   async messageUrl(messageId) {
@@ -108,7 +130,7 @@ class ScriptedPuppet extends PuppetMock {
     if (!avatar) {
       return super.roomAvatar(roomId);
     }
-    return FileBox.fromBase64(avatar.base64, avatar.name);
+    return avatarBox(avatar);
   }
 
   async roomTopic(roomId, topic) {
@@ -166,11 +188,11 @@ class ScriptedPuppet extends PuppetMock {
     const buffer = await fileBox.toBuffer();
     const base64 = buffer.toString('base64');
     const name = fileBox.name;
-    const type = /\.(png|jpe?g|gif)$/i.test(name) ? PUPPET.types.Message.Image : PUPPET.types.Message.Attachment;
+    const type = fileType(name);
     const id = await this.sendAndEcho(
       conversationId,
       { type, filename: name },
-      { text: null, mentionIds: [], file: { name, base64, size: buffer.length } },
+      { text: null, mentionIds: [], file: { name, base64, size: buffer.length, boxType: fileBox.type } },
     );
     this.mocker.cacheFileBoxPayload.set(id, FileBox.fromBase64(base64, name).toJSON());
     return id;
@@ -222,7 +244,7 @@ function incoming({ from, to, room, text, mentions, file, type, id, card }) {
     const box = FileBox.fromBase64(file.base64, file.name);
     mocker.cacheFileBoxPayload.set(messageId, box.toJSON());
     base.filename = file.name;
-    base.type = type ?? (/\.(png|jpe?g|gif)$/i.test(file.name) ? PUPPET.types.Message.Image : PUPPET.types.Message.Attachment);
+    base.type = type ?? fileType(file.name);
   } else {
     base.text = text ?? '';
     base.type = type ?? PUPPET.types.Message.Text;
@@ -271,7 +293,7 @@ const routes = {
     return {};
   },
   'POST /avatars': async (body) => {
-    avatars.set(body.id, { name: body.name, base64: body.base64 });
+    avatars.set(body.id, body.url ? { name: body.name, url: body.url } : { name: body.name, base64: body.base64 });
     return {};
   },
   'POST /scan': async (body) => {

@@ -64,11 +64,18 @@ pub(crate) struct Shared {
     pub(crate) pacer: Pacer,
     /// Messages waiting for the puppet service to come back.
     pub(crate) outbox: Outbox,
+    /// Downloads of avatars and files given as URLs.
+    pub(crate) http: reqwest::Client,
+    /// Whether the puppet service is the user's own (not the operator's): the URLs it gives
+    /// must then not lead the bridge into its own network.
+    pub(crate) users_own_service: bool,
 }
 
 impl WechatClient {
-    /// A client for `login` on `puppet`, reporting to `events`.
-    pub fn new(puppet: Puppet, login: LoginId, events: EventSender, config: WechatConfig) -> Self {
+    /// A client for `login` on `puppet`, reporting to `events`; `users_own_service` when the
+    /// user gave that puppet service at login (its URLs are then only fetched from public
+    /// addresses).
+    pub fn new(puppet: Puppet, login: LoginId, events: EventSender, config: WechatConfig, users_own_service: bool) -> Self {
         let shared = Shared {
             puppet,
             login,
@@ -80,6 +87,8 @@ impl WechatClient {
             inflight: AtomicUsize::new(0),
             sent_notify: tokio::sync::Notify::new(),
             outbox: Outbox::default(),
+            http: crate::media::http_client(),
+            users_own_service,
         };
         Self { shared: Arc::new(shared), task: Mutex::new(None) }
     }
@@ -163,16 +172,7 @@ impl Shared {
 
     /// A chat's info: a room's topic and members (with room aliases), or a DM's contact.
     pub(crate) async fn chat_info(&self, chat: &str) -> Result<ChatInfo, NetworkError> {
-        let avatar = async {
-            let file_box = if is_room(chat) { self.puppet.room_avatar(chat).await } else { self.puppet.contact_avatar(chat).await };
-            match file_box {
-                Ok(file_box) => convert::avatar_ref(chat, &file_box),
-                Err(error) => {
-                    tracing::debug!(%error, chat, "no avatar");
-                    None
-                }
-            }
-        };
+        let avatar = self.avatar(chat);
         if !is_room(chat) {
             let contact = self.puppet.contact(chat).await?;
             return Ok(ChatInfo { avatar: avatar.await, ..convert::dm_info(&contact, self.self_id()) });
@@ -244,28 +244,17 @@ impl NetworkClient for WechatClient {
     }
 
     async fn user_info(&self, user: &RemoteUserId) -> Result<UserInfo, NetworkError> {
-        let puppet = &self.shared.puppet;
-        let contact = puppet.contact(user.as_str()).await?;
+        let contact = self.shared.puppet.contact(user.as_str()).await?;
         let mut info = convert::user_info(&contact);
-        match puppet.contact_avatar(user.as_str()).await {
-            Ok(file_box) => info.avatar = convert::avatar_ref(user.as_str(), &file_box),
-            Err(error) => tracing::debug!(%error, contact = %user, "no avatar"),
-        }
+        info.avatar = self.shared.avatar(user.as_str()).await;
         Ok(info)
     }
 
     async fn download_media(&self, source: &str) -> Result<(Bytes, Option<String>), NetworkError> {
-        let puppet = &self.shared.puppet;
         let (name, data) = match MediaSource::parse(source) {
-            Some(MediaSource::File(id)) => puppet.message_file(&id, false).await?,
-            Some(MediaSource::Image(id)) => match puppet.message_file(&id, false).await {
-                Ok(file) if !file.1.is_empty() => file,
-                _ => puppet.message_file(&id, true).await?,
-            },
-            Some(MediaSource::Avatar(id)) => {
-                let file_box = if is_room(&id) { puppet.room_avatar(&id).await? } else { puppet.contact_avatar(&id).await? };
-                convert::file_box_image(&file_box).ok_or_else(|| NetworkError::NotFound(format!("the avatar of {id}")))?
-            }
+            Some(MediaSource::File(id)) => self.shared.message_file(&id, false).await?,
+            Some(MediaSource::Image(id)) => self.shared.message_file(&id, true).await?,
+            Some(MediaSource::Avatar(id)) => self.shared.avatar_image(&id).await?,
             None => return Err(NetworkError::NotFound(format!("media {source}"))),
         };
         Ok((data, convert::mime_for(&name).map(str::to_owned)))

@@ -10,6 +10,7 @@ use bridge_core::network::events::{
 use bridge_core::network::{LoginId, PartId, RemoteEvent, RemoteMessageId, RemoteUserId};
 use serde::Deserialize;
 
+use crate::file_box::{stable_hash, FileBox};
 use crate::ids::{chat_ref, conversation_of, MediaSource};
 use crate::puppet::proto::{
     ContactPayloadResponse, LocationPayload, MessagePayloadResponse, MiniProgramPayload, RoomPayloadResponse,
@@ -158,32 +159,22 @@ pub fn display_name(alias: &str, name: &str, handle: &str) -> Option<String> {
     [alias, name, handle].into_iter().map(str::trim).find(|s| !s.is_empty()).map(str::to_owned)
 }
 
-/// The image in a serialized file box (the JSON a puppet service sends for avatars), if it
-/// carries its bytes inline (base64); `None` for QR-code, URL and other boxes.
-pub fn file_box_image(file_box: &str) -> Option<(String, bytes::Bytes)> {
-    use base64::Engine as _;
-    #[derive(Deserialize)]
-    struct Boxed {
-        #[serde(default)]
-        name: String,
-        #[serde(default)]
-        base64: Option<String>,
+/// The version of an avatar given as `file_box` (the JSON a puppet service sends for
+/// avatars), without fetching it: a hash of the image for inline boxes, of the address for
+/// URL boxes. `None` for boxes whose content must be fetched to know it (UUID boxes, see
+/// [`crate::client`]) and for boxes that are no image (QR codes, empty).
+pub fn avatar_version(file_box: &FileBox) -> Option<String> {
+    match file_box {
+        FileBox::Inline { data, .. } if !data.is_empty() => Some(format!("{}-{}", stable_hash(data), data.len())),
+        FileBox::Url { url, .. } => Some(format!("url-{}", stable_hash(url.as_bytes()))),
+        _ => None,
     }
-    let boxed: Boxed = serde_json::from_str(file_box).ok()?;
-    let data = base64::engine::general_purpose::STANDARD.decode(boxed.base64?.trim()).ok()?;
-    (!data.is_empty()).then(|| (boxed.name, data.into()))
 }
 
-/// The avatar of `contact_id` whose serialized file box is `file_box`: its version is a
-/// hash of the image, its source `avatar:<contact id>`; `None` without an inline image.
-pub fn avatar_ref(contact_id: &str, file_box: &str) -> Option<AvatarRef> {
-    let (_, data) = file_box_image(file_box)?;
-    // FNV-1a: stable across builds, unlike the standard library's hasher.
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in data.iter() {
-        hash = (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3);
-    }
-    Some(AvatarRef { id: format!("{hash:016x}-{}", data.len()), source: Some(MediaSource::Avatar(contact_id.to_owned()).to_string()) })
+/// The avatar of `contact_id` (a contact or room) at `version`: fetched from the source
+/// `avatar:<id>`.
+pub fn avatar_ref(contact_id: &str, version: String) -> AvatarRef {
+    AvatarRef { id: version, source: Some(MediaSource::Avatar(contact_id.to_owned()).to_string()) }
 }
 
 /// A contact as a ghost's user info.
@@ -549,17 +540,18 @@ mod tests {
     }
 
     #[test]
-    fn avatars_come_from_inline_file_boxes_only() {
+    fn avatar_versions_follow_the_image_or_its_address() {
         let inline = r#"{"metadata":{},"name":"a.png","size":5,"base64":"aGVsbG8=","type":1,"boxType":1}"#;
-        assert_eq!(file_box_image(inline), Some(("a.png".to_owned(), bytes::Bytes::from_static(b"hello"))));
-        let avatar = avatar_ref("wxid_a", inline).expect("an avatar");
-        assert_eq!(avatar.source.as_deref(), Some("avatar:wxid_a"));
-        assert_eq!(avatar_ref("wxid_b", inline).map(|a| a.id), Some(avatar.id.clone()));
+        let version = avatar_version(&FileBox::parse(inline).expect("box")).expect("a version");
         let other = inline.replace("aGVsbG8=", "aGVsbG9v");
-        assert_ne!(avatar_ref("wxid_a", &other).map(|a| a.id), Some(avatar.id));
-        for none in [r#"{"name":"qrcode.png","qrCode":"x","type":3}"#, r#"{"type":2,"url":"https://x/y.png"}"#, "", "not json"] {
-            assert_eq!(avatar_ref("wxid_a", none), None, "{none}");
-        }
+        assert_ne!(avatar_version(&FileBox::parse(&other).expect("box")), Some(version.clone()));
+        let url = |u: &str| FileBox::Url { name: String::new(), url: u.to_owned(), headers: Vec::new() };
+        assert_eq!(avatar_version(&url("https://x/a.png")), avatar_version(&url("https://x/a.png")));
+        assert_ne!(avatar_version(&url("https://x/a.png")), avatar_version(&url("https://x/b.png")));
+        assert_eq!(avatar_version(&FileBox::QrCode("x".to_owned())), None);
+        assert_eq!(avatar_version(&FileBox::Uuid { name: String::new(), uuid: "u".to_owned() }), None);
+        let avatar = avatar_ref("wxid_a", version);
+        assert_eq!(avatar.source.as_deref(), Some("avatar:wxid_a"));
     }
 
     #[test]

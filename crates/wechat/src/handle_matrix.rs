@@ -1,6 +1,7 @@
-//! Matrix → WeChat: sending messages (text with `@` mentions, files through the file
-//! stream, locations as links), recalls, and the per-login [`Pacer`] every outgoing
-//! message waits for, because WeChat bans accounts that send like bots.
+//! Matrix → WeChat: sending messages (text with `@` mentions; files inline or, when large,
+//! through the service's `Upload` stream; locations as links), recalls, and the per-login
+//! [`Pacer`] every outgoing message waits for, because WeChat bans accounts that send like
+//! bots (its owner is warned in the management room past a daily count).
 
 use std::time::Duration;
 
@@ -65,8 +66,9 @@ impl Pacer {
         Slot { at, passes_daily_warning: threshold > 0 && count == threshold + 1 }
     }
 
-    /// Waits for this login's next slot; logs a warning when the daily threshold is passed.
-    pub async fn wait(&self, login: &str) {
+    /// Waits for this login's next slot; returns whether this message is the first beyond
+    /// the daily warning threshold (logged here; the caller tells the user).
+    pub async fn wait(&self, login: &str) -> bool {
         let jitter = match self.config.jitter_ms {
             0 => Duration::ZERO,
             max => Duration::from_millis(rand::rng().random_range(0..=max)),
@@ -81,6 +83,16 @@ impl Pacer {
             );
         }
         tokio::time::sleep_until(slot.at).await;
+        slot.passes_daily_warning
+    }
+
+    /// The warning shown to the user when the daily threshold is passed.
+    pub fn daily_warning_text(&self) -> String {
+        format!(
+            "Warning: this WeChat account has sent more than {} messages through the bridge in the last 24 hours. \
+             WeChat restricts or bans accounts that send like bots; consider sending fewer messages today.",
+            self.config.daily_warning
+        )
     }
 }
 
@@ -131,9 +143,9 @@ pub(crate) async fn send_message(shared: &Shared, message: OutgoingMessage) -> R
 #[async_trait::async_trait]
 impl DeleteHandler for WechatClient {
     async fn delete_message(&self, _chat: &ChatRef, id: &RemoteMessageId) -> Result<(), NetworkError> {
-        let id = match self.shared().outbox.target(id.as_str()) {
+        let id = match self.shared().redaction_target(id.as_str()).await {
             Target::Sent(id) => id,
-            Target::Cancelled => return Ok(()),
+            Target::Cancelled(_) => return Ok(()),
         };
         if self.shared().puppet.recall(&id).await? {
             Ok(())
@@ -172,7 +184,7 @@ mod tests {
     async fn wait_sleeps_until_the_slot() {
         let pacer = pacer(2000, 0);
         let start = Instant::now();
-        pacer.wait("me").await;
+        assert!(!pacer.wait("me").await);
         assert_eq!(Instant::now(), start);
         pacer.wait("me").await;
         assert_eq!(Instant::now() - start, Duration::from_secs(2));

@@ -33,9 +33,9 @@ pub fn conversation_of<'a>(self_id: &str, room_id: &'a str, talker_id: &'a str, 
 /// Something [`crate::client::WechatClient`]'s `download_media` can fetch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MediaSource {
-    /// A message's file, through the file stream.
+    /// A message's file (`MessageFile`, then the file stream).
     File(String),
-    /// A message's image, through the file stream (the image stream as a fallback).
+    /// A message's image (`MessageFile`, then the file stream, then the HD image stream).
     Image(String),
     /// A contact's or (for ids with `@`) a room's avatar.
     Avatar(String),

@@ -6,17 +6,20 @@
 //! - [`client`]: [`client::WechatClient`], one login's connection.
 //! - [`handle_remote`] / [`handle_matrix`]: the two directions, with pacing in the latter.
 //! - [`convert`], [`ids`]: pure conversions; [`puppet`]: the gRPC client; [`config`]: the
-//!   `network:` section; [`outbox`]: messages waiting while the puppet service is away.
+//!   `network:` section; [`outbox`]: messages waiting while the puppet service is away;
+//!   [`file_box`], [`media`]: file boxes and fetching files and avatars.
 
 pub mod client;
 pub mod commands;
 pub mod config;
 pub mod connector;
 pub mod convert;
+pub mod file_box;
 pub mod handle_matrix;
 pub mod handle_remote;
 pub mod ids;
 pub mod login;
+pub mod media;
 pub mod outbox;
 pub mod puppet;
 

@@ -29,10 +29,10 @@ pub mod proto {
 use proto::wechaty::puppet_client::PuppetClient;
 use proto::*;
 
-/// Size of the data chunks sent in file streams.
+/// Size of the data chunks sent in file streams (`Upload` and the older chunk stream).
 const CHUNK_SIZE: usize = 64 * 1024;
 
-/// Largest file accepted from a file stream.
+/// Largest file accepted from a file stream (`Download` or the older chunk streams).
 const MAX_FILE: usize = 100 * 1024 * 1024;
 
 /// A failed puppet service call, by cause.
@@ -67,6 +67,9 @@ pub enum PuppetError {
     /// The answer was not what the protocol promises.
     #[error("bad answer from the puppet service: {0}")]
     BadAnswer(String),
+    /// The service does not implement this call (an older puppet service).
+    #[error("the puppet service does not implement {0}")]
+    Unimplemented(&'static str),
 }
 
 impl PuppetError {
@@ -75,6 +78,7 @@ impl PuppetError {
             tonic::Code::Unauthenticated => Self::Unauthenticated,
             tonic::Code::AlreadyExists => Self::StreamBusy,
             tonic::Code::Unavailable | tonic::Code::Cancelled => Self::Unavailable(first_line(status.message())),
+            tonic::Code::Unimplemented => Self::Unimplemented(call),
             _ => Self::Remote { call, message: first_line(status.message()) },
         }
     }
@@ -255,8 +259,39 @@ impl Puppet {
         Ok(self.unary("MessageSendText", self.client.clone().message_send_text(request)).await?.id)
     }
 
-    /// Sends a file through the chunk stream and returns the new message's id (may be empty).
+    /// Sends a file and returns the new message's id (may be empty). As the 1.x protocol
+    /// wants: a small file inline in a file box, a large one first stored on the service
+    /// with `Upload` and sent as a UUID file box; a service without those calls gets the
+    /// file through the older chunk stream.
     pub async fn send_file(&self, conversation: &str, name: &str, data: Bytes) -> Result<String, PuppetError> {
+        let file_box = if data.len() <= crate::file_box::INLINE_MAX {
+            Ok(crate::file_box::inline_json(name, &data))
+        } else {
+            self.upload(data.clone()).await.map(|uuid| crate::file_box::uuid_json(name, &uuid, data.len()))
+        };
+        let sent = match file_box {
+            Ok(file_box) => {
+                let request = MessageSendFileRequest { conversation_id: conversation.to_owned(), file_box };
+                // Large files get more time than ordinary calls.
+                match tokio::time::timeout(self.timeout * 4, self.client.clone().message_send_file(request)).await {
+                    Ok(Ok(response)) => Ok(response.into_inner().id),
+                    Ok(Err(status)) => Err(PuppetError::from_status("MessageSendFile", &status)),
+                    Err(_) => Err(PuppetError::Timeout("MessageSendFile")),
+                }
+            }
+            Err(error) => Err(error),
+        };
+        match sent {
+            Err(PuppetError::Unimplemented(call)) => {
+                tracing::debug!(call, "falling back to the file chunk stream");
+                self.send_file_stream(conversation, name, data).await
+            }
+            other => other,
+        }
+    }
+
+    /// Sends a file through the (deprecated) chunk stream.
+    async fn send_file_stream(&self, conversation: &str, name: &str, data: Bytes) -> Result<String, PuppetError> {
         let mut requests = vec![
             MessageSendFileStreamRequest { conversation_id: Some(conversation.to_owned()), file_box_chunk: None },
             MessageSendFileStreamRequest {
@@ -273,7 +308,6 @@ impl Puppet {
         let stream = futures::stream::iter(requests);
         let mut client = self.client.clone();
         let call = client.message_send_file_stream(stream);
-        // Uploads get more time than ordinary calls.
         match tokio::time::timeout(self.timeout * 4, call).await {
             Ok(Ok(response)) => Ok(response.into_inner().id),
             Ok(Err(status)) => Err(PuppetError::from_status("MessageSendFileStream", &status)),
@@ -281,9 +315,54 @@ impl Puppet {
         }
     }
 
-    /// Downloads a message's file (or its HD image with `image`) through the chunk stream;
-    /// returns its name and bytes.
-    pub async fn message_file(&self, id: &str, image: bool) -> Result<(String, Bytes), PuppetError> {
+    /// Stores `data` on the service (`Upload`) and returns its UUID, for a UUID file box.
+    pub async fn upload(&self, data: Bytes) -> Result<String, PuppetError> {
+        let chunks: Vec<UploadRequest> = data.chunks(CHUNK_SIZE).map(|c| UploadRequest { chunk: c.to_vec() }).collect();
+        let mut client = self.client.clone();
+        let call = client.upload(futures::stream::iter(chunks));
+        let id = match tokio::time::timeout(self.timeout * 4, call).await {
+            Ok(Ok(response)) => response.into_inner().id,
+            Ok(Err(status)) => return Err(PuppetError::from_status("Upload", &status)),
+            Err(_) => return Err(PuppetError::Timeout("Upload")),
+        };
+        if id.is_empty() {
+            return Err(PuppetError::BadAnswer("Upload returned no UUID".to_owned()));
+        }
+        Ok(id)
+    }
+
+    /// Reads a file the service stores under `uuid` (`Download`).
+    pub async fn download(&self, uuid: &str) -> Result<Bytes, PuppetError> {
+        let call = "Download";
+        let work = async {
+            let request = DownloadRequest { id: uuid.to_owned() };
+            let mut client = self.client.clone();
+            let mut stream = client.download(request).await.map_err(|s| PuppetError::from_status(call, &s))?.into_inner();
+            let mut data = BytesMut::new();
+            while let Some(item) = stream.next().await {
+                let chunk = item.map_err(|s| PuppetError::from_status(call, &s))?.chunk;
+                if data.len() + chunk.len() > MAX_FILE {
+                    return Err(PuppetError::BadAnswer("file larger than 100 MiB".to_owned()));
+                }
+                data.extend_from_slice(&chunk);
+            }
+            Ok(data.freeze())
+        };
+        match tokio::time::timeout(self.timeout * 4, work).await {
+            Ok(result) => result,
+            Err(_) => Err(PuppetError::Timeout(call)),
+        }
+    }
+
+    /// A message's file as a serialized file box (`MessageFile`; empty if none).
+    pub async fn message_file_box(&self, id: &str) -> Result<String, PuppetError> {
+        let request = MessageFileRequest { id: id.to_owned() };
+        Ok(self.unary("MessageFile", self.client.clone().message_file(request)).await?.file_box)
+    }
+
+    /// Downloads a message's file (or its HD image with `image`) through the (deprecated)
+    /// chunk stream; returns its name and bytes.
+    pub async fn message_file_stream(&self, id: &str, image: bool) -> Result<(String, Bytes), PuppetError> {
         let call = "MessageFileStream";
         let work = async {
             let chunks = if image {

@@ -2,7 +2,9 @@
 //! service (PuppetServer over PuppetMock, see `bridge_tests::wechaty`): QR login, incoming
 //! texts, room messages, files and recalls, outgoing texts, mentions and images, topic
 //! changes, the service going away and coming back (with sends waiting in the queue), the
-//! heartbeat watchdog; and one Synapse test of the bridge process ([`synapse`] has the rest).
+//! heartbeat watchdog. The bridge process against Synapse is in [`synapse`] (sessions,
+//! groups, restarts), [`files`] (video, voice, emoticons, large files, URL avatars, the
+//! user's own puppet service) and [`queue`] (the queue across restarts, the pacing warning).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -162,6 +164,7 @@ fn text(chat: ChatRef, body: &str, html: Option<&str>, mentions: &[&str]) -> Out
         reply_to: None,
         thread_root: None,
         relayed_from: None,
+        avatar_url: None,
     }
 }
 
@@ -426,6 +429,8 @@ async fn wechat_cli(dir: &std::path::Path, args: &[&str]) -> anyhow::Result<()> 
     Ok(())
 }
 
+mod files;
+mod queue;
 mod synapse;
 
 /// The WeChat bridge process over `puppet`, with its own Synapse.
@@ -438,7 +443,8 @@ struct WechatBridge {
 impl WechatBridge {
     /// Generates the config and registration as a user would, points the config at the
     /// puppet service (no pacing), starts Synapse and the bridge.
-    async fn start(puppet: &WechatyPuppet) -> anyhow::Result<Self> {
+    /// Further `(from, to)` edits of the generated config are applied after the usual ones.
+    async fn start_with(puppet: &WechatyPuppet, extra: &[(&str, &str)]) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new().prefix("bridge-wechat-").tempdir()?;
         let config = dir.path().join("config.yaml");
         let port = free_port()?;
@@ -457,6 +463,9 @@ impl WechatBridge {
             ("call_timeout_secs: 15".to_owned(), "call_timeout_secs: 5".to_owned()),
         ];
         for (from, to) in &edits {
+            edit(&config, from, to)?;
+        }
+        for (from, to) in extra {
             edit(&config, from, to)?;
         }
         wechat_cli(dir.path(), &["generate-registration"]).await?;

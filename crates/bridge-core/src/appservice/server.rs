@@ -91,25 +91,25 @@ struct TokenQuery {
 
 /// Checks the homeserver's token from the `Authorization` header or, for older
 /// homeservers, the `access_token` query parameter.
-fn check_token(state: &ServerState, headers: &HeaderMap, query: &TokenQuery) -> Result<(), Response> {
+fn check_token(state: &ServerState, headers: &HeaderMap, query: &TokenQuery) -> Result<(), Box<Response>> {
     let from_header = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     let Some(token) = from_header.or(query.access_token.as_deref()) else {
-        return Err(matrix_error(
+        return Err(Box::new(matrix_error(
             StatusCode::UNAUTHORIZED,
             "M_UNAUTHORIZED",
             "missing hs_token: the homeserver must send the registration's hs_token",
-        ));
+        )));
     };
     if !constant_time_eq(token.as_bytes(), state.hs_token.as_bytes()) {
         tracing::warn!("rejected a request with a wrong hs_token");
-        return Err(matrix_error(
+        return Err(Box::new(matrix_error(
             StatusCode::FORBIDDEN,
             "M_FORBIDDEN",
             "wrong hs_token: the registration file loaded by the homeserver does not match this bridge's config",
-        ));
+        )));
     }
     Ok(())
 }
@@ -180,7 +180,7 @@ async fn put_transaction(
 ) -> Response {
     if let Err(response) = check_token(&state, &headers, &query) {
         state.metrics.transaction(TxnOutcome::Unauthorized, 0, 0);
-        return response;
+        return *response;
     }
     let span = tracing::info_span!("transaction", txn_id = %txn_id);
     let _enter = span.enter();
@@ -222,7 +222,7 @@ async fn get_user(
     headers: HeaderMap,
 ) -> Response {
     if let Err(response) = check_token(&state, &headers, &query) {
-        return response;
+        return *response;
     }
     let Ok(user_id) = OwnedUserId::try_from(user_id.as_str()) else {
         return matrix_error(StatusCode::BAD_REQUEST, "M_INVALID_PARAM", "not a valid user ID");
@@ -241,7 +241,7 @@ async fn get_alias(
     headers: HeaderMap,
 ) -> Response {
     if let Err(response) = check_token(&state, &headers, &query) {
-        return response;
+        return *response;
     }
     let Ok(alias) = OwnedRoomAliasId::try_from(alias.as_str()) else {
         return matrix_error(StatusCode::BAD_REQUEST, "M_INVALID_PARAM", "not a valid room alias");
@@ -260,7 +260,7 @@ async fn post_ping(
     body: Bytes,
 ) -> Response {
     if let Err(response) = check_token(&state, &headers, &query) {
-        return response;
+        return *response;
     }
     let txn = serde_json::from_slice::<Value>(&body)
         .ok()

@@ -12,20 +12,25 @@ use super::{WechatBridge, WAIT};
 use crate::env::{body, tail};
 
 /// A bridge over a puppet service with a Matrix user logged in as the contact `me`.
-struct Session {
-    puppet: WechatyPuppet,
-    bridge: WechatBridge,
-    user: TestUser,
-    management: String,
-    me: String,
+pub(super) struct Session {
+    pub(super) puppet: WechatyPuppet,
+    pub(super) bridge: WechatBridge,
+    pub(super) user: TestUser,
+    pub(super) management: String,
+    pub(super) me: String,
 }
 
-const BOT: &str = "@wechatbot:test.localhost";
+pub(super) const BOT: &str = "@wechatbot:test.localhost";
 
 /// Starts everything and logs in through `login qr` in the management room.
-async fn session() -> anyhow::Result<Session> {
+pub(super) async fn session() -> anyhow::Result<Session> {
+    session_with(&[]).await
+}
+
+/// [`session`] with further `(from, to)` edits of the bridge's generated config.
+pub(super) async fn session_with(edits: &[(&str, &str)]) -> anyhow::Result<Session> {
     let puppet = WechatyPuppet::start().await?;
-    let bridge = WechatBridge::start(&puppet).await?;
+    let bridge = WechatBridge::start_with(&puppet, edits).await?;
     let me = puppet.create_contact("测试用户", None).await?;
     let user = bridge.synapse.register_user(&random_localpart("alice"), false).await?;
     let management = user.create_dm(BOT).await?;
@@ -37,26 +42,44 @@ async fn session() -> anyhow::Result<Session> {
     puppet.login(&me).await?;
     // The login is named after the account's real name, never its raw ID.
     user.wait_for_event(&management, |e| e["sender"] == BOT && body(e).contains("Logged in") && body(e).contains("测试用户"), WAIT).await?;
-    // The login's client takes over the event stream.
+    // The login's client takes over the event stream and reports itself connected (the
+    // core tells the user about a lost connection only once it was connected).
     puppet.wait_streaming(WAIT).await?;
+    wait_connected(&user, &management).await?;
     Ok(Session { puppet, bridge, user, management, me })
 }
 
+/// Polls with `ping` in the management room until the user's login is listed as connected.
+pub(super) async fn wait_connected(user: &TestUser, management: &str) -> anyhow::Result<()> {
+    wait_until(WAIT, "the login to be connected", async || {
+        let ping = user.send_text(management, "ping").await?;
+        // The bot's answer is the first of its "running" notices after the ping.
+        let answer = wait_until(WAIT, "the answer to ping", async || {
+            let events = user.messages(management, 50).await?;
+            let Some(at) = events.iter().position(|e| e["event_id"] == ping.as_str()) else { return Ok(None) };
+            Ok(events[..at].iter().rev().find(|e| e["sender"] == BOT && body(e).contains("The bridge is running")).cloned())
+        })
+        .await?;
+        Ok(body(&answer).contains(": connected").then_some(()))
+    })
+    .await
+}
+
 /// Runs a test body; on failure prints the ends of the bridge's and the puppet's logs.
-async fn logged(s: &Session, result: anyhow::Result<()>) -> anyhow::Result<()> {
+pub(super) async fn logged(s: &Session, result: anyhow::Result<()>) -> anyhow::Result<()> {
     if result.is_err() {
         eprintln!("bridge log:\n{}\npuppet log:\n{}", tail(&s.bridge.log(), 150), s.puppet.log_tail(40));
     }
     result
 }
 
-fn ghost(remote: &str) -> String {
+pub(super) fn ghost(remote: &str) -> String {
     GhostNamer::new("wechat_{id}", "test.localhost").user_id(remote).map(|u| u.to_string()).unwrap_or_default()
 }
 
 /// Joins every invite and returns the portal of `chat` (`receiver` is the login for DMs,
 /// empty for groups), found by its `m.bridge` state key.
-async fn portal(user: &TestUser, chat: &str, receiver: &str) -> anyhow::Result<String> {
+pub(super) async fn portal(user: &TestUser, chat: &str, receiver: &str) -> anyhow::Result<String> {
     let key = format!("wechat://{receiver}/{chat}");
     let mut since: Option<String> = None;
     wait_until(WAIT, &format!("the portal of {chat}"), async || {
@@ -77,7 +100,7 @@ async fn portal(user: &TestUser, chat: &str, receiver: &str) -> anyhow::Result<S
 }
 
 /// Waits for an event from `sender` in `room` matching `want`.
-async fn wait_from(user: &TestUser, room: &str, sender: &str, want: impl Fn(&Value) -> bool) -> anyhow::Result<Value> {
+pub(super) async fn wait_from(user: &TestUser, room: &str, sender: &str, want: impl Fn(&Value) -> bool) -> anyhow::Result<Value> {
     user.wait_for_event(room, |e| e["sender"] == sender && want(e), WAIT).await
 }
 
@@ -87,7 +110,7 @@ async fn sent_count(puppet: &WechatyPuppet, text: &str) -> anyhow::Result<usize>
 }
 
 /// Waits until the puppet received `text` from the bridge; returns its id.
-async fn wait_sent(puppet: &WechatyPuppet, text: &str) -> anyhow::Result<String> {
+pub(super) async fn wait_sent(puppet: &WechatyPuppet, text: &str) -> anyhow::Result<String> {
     wait_until(WAIT, &format!("the puppet to receive {text:?}"), async || {
         Ok(puppet.sent().await?.into_iter().find(|s| s.text.as_deref() == Some(text)).map(|s| s.id))
     })
