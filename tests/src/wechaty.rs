@@ -249,6 +249,23 @@ impl WechatyPuppet {
         self.post("/logout", Value::Null).await.map(drop)
     }
 
+    /// Makes the puppet reset itself as its watchdog would (stop, then start): clients see
+    /// LOGOUT with "puppet stop()". With `relogin`, the puppet then logs the same account
+    /// in again (LOGIN), as a puppet that keeps its session does.
+    pub async fn reset_puppet(&self, relogin: bool) -> anyhow::Result<()> {
+        self.post("/puppet/reset", json!({ "relogin": relogin })).await.map(drop)
+    }
+
+    /// Writes a RESET event (`EVENT_TYPE_RESET`) on the event stream the service holds open.
+    /// The npm PuppetServer never sends one itself (it drops the puppet's `reset` event);
+    /// the control script writes the frame on the server's stream call. Fails if no client
+    /// has the stream open.
+    pub async fn send_reset_event(&self, data: &str) -> anyhow::Result<()> {
+        let answer = self.post("/events/reset", json!({ "data": data })).await?;
+        anyhow::ensure!(answer["written"] == true, "no open event stream to write RESET on: {answer}");
+        Ok(())
+    }
+
     /// Sends a text from the contact `from`; returns the message id.
     pub async fn send_text(&self, from: &str, to: To<'_>, text: &str, mentions: &[&str]) -> anyhow::Result<String> {
         let mut body = json!({ "from": from, "text": text, "mentions": mentions });

@@ -29,6 +29,15 @@
 //                                     (file: {name, base64, size, boxType}: the file-box type it came in)
 //   GET  /recalled                    [id]  messages the client recalled
 //   POST /server/stop, /server/start  stop or start the gRPC PuppetServer (the puppet keeps its state)
+//   POST /puppet/reset                {relogin}  the puppet resets itself (`reset()`: stop, then start,
+//                                     as its watchdog does): clients see LOGOUT "puppet stop()"; with
+//                                     `relogin` it then logs the same account in again (LOGIN), as a
+//                                     puppet that keeps its session does
+//   POST /events/reset                {data}  writes an EVENT_TYPE_RESET frame on the open event stream
+//                                     -> {written}. PuppetServer 1.19.9 never sends RESET itself (its
+//                                     EventStreamManager drops the puppet's `reset` event), so this
+//                                     writes the frame on the stream call the server holds, captured
+//                                     when the server registers its Event handler
 import http from 'node:http';
 import { parseArgs } from 'node:util';
 
@@ -36,6 +45,8 @@ import { FileBox } from 'file-box';
 import * as PUPPET from 'wechaty-puppet';
 import { PuppetMock, mock } from 'wechaty-puppet-mock';
 import { PuppetServer } from 'wechaty-puppet-service';
+// A dependency of wechaty-puppet-service (the same copy it uses), for the RESET frame.
+import { grpc, puppet as grpcPuppet } from 'wechaty-grpc';
 
 const { values: args } = parseArgs({
   options: {
@@ -199,6 +210,32 @@ class ScriptedPuppet extends PuppetMock {
   }
 }
 
+/** Event stream calls the PuppetServer answered, newest last (for /events/reset). */
+const eventCalls = [];
+
+// Wraps the Event handler of every Puppet service the server registers, to see its calls.
+const addService = grpc.Server.prototype.addService;
+grpc.Server.prototype.addService = function addServiceSeeingEvents(service, implementation) {
+  if (service !== grpcPuppet.PuppetService) {
+    return addService.call(this, service, implementation);
+  }
+  const event = implementation.event;
+  const seeing = {
+    ...implementation,
+    event(call) {
+      eventCalls.push(call);
+      call.on('close', () => {
+        const at = eventCalls.indexOf(call);
+        if (at >= 0) {
+          eventCalls.splice(at, 1);
+        }
+      });
+      return event.call(this, call);
+    },
+  };
+  return addService.call(this, service, seeing);
+};
+
 const mocker = new mock.Mocker();
 const puppet = new ScriptedPuppet({ mocker });
 let server = null;
@@ -333,6 +370,25 @@ const routes = {
     const room = mocker.RoomMock.load(body.room);
     room.remove(...body.members.map((id) => mocker.ContactMock.load(id))).by(mocker.ContactMock.load(body.by));
     return {};
+  },
+  'POST /puppet/reset': async (body) => {
+    const self = puppet.isLoggedIn ? puppet.currentUserId : null;
+    await puppet.reset();
+    if (body.relogin && self) {
+      mocker.login(mocker.ContactMock.load(self));
+    }
+    return {};
+  },
+  'POST /events/reset': async (body) => {
+    const call = eventCalls.filter((c) => !c.cancelled && c.writable).at(-1);
+    if (!call) {
+      return { written: false };
+    }
+    const response = new grpcPuppet.EventResponse();
+    response.setType(grpcPuppet.EventType.EVENT_TYPE_RESET);
+    response.setPayload(JSON.stringify({ data: body.data ?? 'reset' }));
+    call.write(response);
+    return { written: true };
   },
   'GET /sent': async () => sent,
   'GET /recalled': async () => recalled,

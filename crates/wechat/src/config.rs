@@ -97,8 +97,8 @@ pub struct PacingConfig {
     pub min_interval_ms: u64,
     /// Up to this many extra random milliseconds are added to each interval.
     pub jitter_ms: u64,
-    /// Once a login has sent this many messages within 24 hours, its owner gets a warning in
-    /// the management room (0: never).
+    /// Once a login has sent this many messages in one day (UTC), its owner gets a warning in
+    /// the management room (0: never). The count survives restarts of the bridge.
     pub daily_warning: u32,
 }
 

@@ -69,7 +69,7 @@ pacing:
   min_interval_ms: 1000
   # Plus a random delay of up to this many milliseconds.
   jitter_ms: 1000
-  # Once an account has sent this many messages in 24 hours, its owner is warned in
+  # Once an account has sent this many messages in one day (UTC), its owner is warned in
   # their management room (0: never).
   daily_warning: 300
 # Seconds between two pings of the puppet service while its event stream is quiet.

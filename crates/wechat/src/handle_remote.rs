@@ -1,6 +1,8 @@
 //! WeChat → Matrix: the login's event task. It opens the puppet's event stream, turns
 //! each event into [`RemoteEvent`]s (fetching message payloads and names as needed),
-//! pings the puppet and reopens the stream with backoff when it drops or goes silent.
+//! pings the puppet and reopens the stream with backoff when it drops, goes silent or is
+//! reset (a RESET event, or the puppet restarting: LOGOUT "puppet stop()"). A logout of the
+//! account (LOGOUT) or a new QR code (SCAN) ends the login: its owner is told to log in again.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,6 +19,17 @@ use crate::convert::{self, Card, LoginEvent, MessageEvent, MessageKind, RoomMemb
 use crate::ids::chat_ref;
 use crate::puppet::proto::{EventResponse, EventType, MessagePayloadResponse};
 use crate::puppet::PuppetError;
+
+/// The reason of the LOGOUT that wechaty-puppet emits when the puppet itself stops (its
+/// `stop()`, also run by `reset()`), as opposed to the account being logged out.
+const PUPPET_STOPPED: &str = "puppet stop()";
+
+/// The payload of RESET (and other events carrying only `data`).
+#[derive(Debug, serde::Deserialize)]
+struct DataEvent {
+    #[serde(default)]
+    data: Option<String>,
+}
 
 /// Why an event stream session ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -137,13 +150,12 @@ impl Shared {
                 if logout.contact_id != self.self_id() {
                     return None;
                 }
-                let reason = logout.data.filter(|d| !d.is_empty()).unwrap_or_else(|| "logged out of WeChat".to_owned());
-                return Some(End::BadCredentials(reason));
+                return Some(logout_end(logout.data.as_deref()));
             }
             EventType::Scan => {
                 return Some(End::BadCredentials("WeChat asks for a new QR code scan: log in again".to_owned()));
             }
-            EventType::Reset => return Some(End::Transient("the puppet was reset".to_owned())),
+            EventType::Reset => return Some(reset_end(payload)),
             EventType::Message => {
                 let message: MessageEvent = parse(payload)?;
                 self.handle_message(&message.message_id).await
@@ -234,6 +246,25 @@ impl Shared {
     }
 }
 
+/// How a LOGOUT of this login's account (with the puppet's reason) ends the session.
+fn logout_end(data: Option<&str>) -> End {
+    match data.unwrap_or_default() {
+        // The puppet itself stopped (a reset, or the service shutting down); it may resume
+        // the session when it starts again, or ask for a scan (SCAN).
+        PUPPET_STOPPED => End::Transient("the puppet service restarted its WeChat puppet".to_owned()),
+        "" => End::BadCredentials("logged out of WeChat".to_owned()),
+        data => End::BadCredentials(format!("logged out of WeChat ({data})")),
+    }
+}
+
+/// How a RESET event ends the session: the stream is reopened.
+fn reset_end(payload: &str) -> End {
+    match parse::<DataEvent>(payload).and_then(|e| e.data).filter(|d| !d.is_empty()) {
+        Some(data) => End::Transient(format!("the puppet service reset the connection: {data}")),
+        None => End::Transient("the puppet service reset the connection".to_owned()),
+    }
+}
+
 /// Parses an event's JSON payload; logs and skips the event if it does not parse.
 fn parse<T: serde::de::DeserializeOwned>(payload: &str) -> Option<T> {
     match serde_json::from_str(payload) {
@@ -242,5 +273,25 @@ fn parse<T: serde::de::DeserializeOwned>(payload: &str) -> Option<T> {
             tracing::warn!(%error, "unexpected puppet event payload");
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_puppet_restart_is_not_a_logout() {
+        let restart = logout_end(Some("puppet stop()"));
+        assert!(matches!(&restart, End::Transient(r) if r.contains("restarted")), "{restart:?}");
+        assert_eq!(logout_end(Some("user logout")), End::BadCredentials("logged out of WeChat (user logout)".to_owned()));
+        assert_eq!(logout_end(None), End::BadCredentials("logged out of WeChat".to_owned()));
+    }
+
+    #[test]
+    fn a_reset_reopens_the_stream() {
+        assert_eq!(reset_end(r#"{"data":"watchdog"}"#), End::Transient("the puppet service reset the connection: watchdog".to_owned()));
+        assert_eq!(reset_end("{}"), End::Transient("the puppet service reset the connection".to_owned()));
+        assert_eq!(reset_end("not json"), End::Transient("the puppet service reset the connection".to_owned()));
     }
 }

@@ -288,7 +288,7 @@ impl Shared {
 impl Shared {
     /// Sends one item now, through the pacer; returns WeChat's id (or a made-up one).
     pub(crate) async fn send_now(&self, conversation: &str, item: &Item) -> Result<String, PuppetError> {
-        if self.pacer.wait(self.login.as_str()).await {
+        if self.pacer.wait(self.login.as_str(), self.events.store()).await {
             // The user must see this, not just the operator.
             let _ = self.events.send(bridge_core::network::RemoteEvent::Notice(self.pacer.daily_warning_text())).await;
         }

@@ -4,7 +4,8 @@
 //! changes, the service going away and coming back (with sends waiting in the queue), the
 //! heartbeat watchdog. The bridge process against Synapse is in [`synapse`] (sessions,
 //! groups, restarts), [`files`] (video, voice, emoticons, large files, URL avatars, the
-//! user's own puppet service) and [`queue`] (the queue across restarts, the pacing warning).
+//! user's own puppet service), [`queue`] (the queue across restarts, the pacing warning
+//! across restarts) and [`resilience`] (a logout from the phone, resets of the puppet).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -431,6 +432,7 @@ async fn wechat_cli(dir: &std::path::Path, args: &[&str]) -> anyhow::Result<()> 
 
 mod files;
 mod queue;
+mod resilience;
 mod synapse;
 
 /// The WeChat bridge process over `puppet`, with its own Synapse.

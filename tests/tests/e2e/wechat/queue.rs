@@ -1,12 +1,12 @@
 //! The `bridge-wechat` process against Synapse and the real npm puppet service, for the
 //! outgoing queue: messages from Matrix that wait for the puppet service survive a restart
 //! of the bridge (delivered once, in order, and recallable), and the daily pacing warning
-//! reaches the user.
+//! reaches the user once, its count kept across restarts.
 
 use bridge_tests::wechaty::To;
 use bridge_tests::wait_until;
 
-use super::synapse::{ghost, logged, portal, session, session_with, wait_from, wait_sent, Session, BOT};
+use super::synapse::{connections, ghost, logged, portal, session, session_with, wait_from, wait_sent, Session, BOT};
 use super::WAIT;
 use crate::env::body;
 
@@ -70,32 +70,53 @@ async fn durable_queue(s: &mut Session) -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn wechat_daily_pacing_warning_reaches_the_user_once() -> anyhow::Result<()> {
-    let s = session_with(&[("daily_warning: 300", "daily_warning: 2")]).await?;
-    let result = pacing_warning(&s).await;
+    let mut s = session_with(&[("daily_warning: 300", "daily_warning: 2")]).await?;
+    let result = pacing_warning(&mut s).await;
     logged(&s, result).await
 }
 
-async fn pacing_warning(s: &Session) -> anyhow::Result<()> {
-    let Session { puppet, user, management, me, .. } = s;
-    let zhang = puppet.create_contact("张三", None).await?;
-    puppet.send_text(&zhang, To::Me, "你好", &[]).await?;
-    let room = portal(user, &zhang, me).await?;
-    wait_from(user, &room, &ghost(&zhang), |e| body(e) == "你好").await?;
+/// The day's count is kept across restarts of the bridge: the warning comes with the third
+/// message although the bridge restarted after the second, and is not repeated after a
+/// second restart.
+async fn pacing_warning(s: &mut Session) -> anyhow::Result<()> {
+    let zhang = s.puppet.create_contact("张三", None).await?;
+    s.puppet.send_text(&zhang, To::Me, "你好", &[]).await?;
+    let room = portal(&s.user, &zhang, &s.me).await?;
+    wait_from(&s.user, &room, &ghost(&zhang), |e| body(e) == "你好").await?;
 
     let is_warning = |e: &serde_json::Value| e["sender"] == BOT && body(e).contains("more than 2 messages");
     for text in ["一", "二"] {
-        user.send_text(&room, text).await?;
-        wait_sent(puppet, text).await?;
+        s.user.send_text(&room, text).await?;
+        wait_sent(&s.puppet, text).await?;
     }
-    assert!(!user.messages(management, 50).await?.iter().any(is_warning), "warned too early");
-    // The third message of the day passes the threshold: the user is warned, once.
-    for text in ["三", "四"] {
-        user.send_text(&room, text).await?;
-        wait_sent(puppet, text).await?;
-    }
-    let warning = user.wait_for_event(management, is_warning, WAIT).await?;
+    assert!(!s.user.messages(&s.management, 50).await?.iter().any(is_warning), "warned too early");
+
+    // The bridge restarts; the third message of the day passes the threshold: the user is warned.
+    restart_bridge(s).await?;
+    s.user.send_text(&room, "三").await?;
+    wait_sent(&s.puppet, "三").await?;
+    let warning = s.user.wait_for_event(&s.management, is_warning, WAIT).await?;
     assert_eq!(warning["content"]["msgtype"], "m.notice", "{warning}");
     assert!(body(&warning).contains("WeChat"), "{warning}");
-    assert_eq!(user.messages(management, 50).await?.iter().filter(|e| is_warning(e)).count(), 1);
+
+    // Another restart: more messages, still one warning.
+    restart_bridge(s).await?;
+    for text in ["四", "五"] {
+        s.user.send_text(&room, text).await?;
+        wait_sent(&s.puppet, text).await?;
+    }
+    // A second warning would have been sent before "四" went out; the bridge logs each one.
+    assert_eq!(s.bridge.log().matches("more messages today (UTC) than the warning threshold").count(), 1);
+    assert_eq!(s.user.messages(&s.management, 50).await?.iter().filter(|e| is_warning(e)).count(), 1);
+    let texts: Vec<String> = s.puppet.sent().await?.into_iter().filter_map(|m| m.text).collect();
+    assert_eq!(texts, ["一", "二", "三", "四", "五"]);
     Ok(())
+}
+
+/// Kills the bridge and starts it again; waits until its login is connected again.
+async fn restart_bridge(s: &mut Session) -> anyhow::Result<()> {
+    s.bridge.kill()?;
+    let before = connections(&s.bridge.log());
+    s.bridge.run().await?;
+    wait_until(WAIT, "the restarted login to connect", async || Ok((connections(&s.bridge.log()) > before).then_some(()))).await
 }

@@ -52,17 +52,28 @@ pub(super) async fn session_with(edits: &[(&str, &str)]) -> anyhow::Result<Sessi
 /// Polls with `ping` in the management room until the user's login is listed as connected.
 pub(super) async fn wait_connected(user: &TestUser, management: &str) -> anyhow::Result<()> {
     wait_until(WAIT, "the login to be connected", async || {
-        let ping = user.send_text(management, "ping").await?;
-        // The bot's answer is the first of its "running" notices after the ping.
-        let answer = wait_until(WAIT, "the answer to ping", async || {
-            let events = user.messages(management, 50).await?;
-            let Some(at) = events.iter().position(|e| e["event_id"] == ping.as_str()) else { return Ok(None) };
-            Ok(events[..at].iter().rev().find(|e| e["sender"] == BOT && body(e).contains("The bridge is running")).cloned())
-        })
-        .await?;
+        let answer = command_answer(user, management, "ping", "The bridge is running").await?;
         Ok(body(&answer).contains(": connected").then_some(()))
     })
     .await
+}
+
+/// Sends `command` in the management room and returns the bot's answer: its first message
+/// after the command that contains `marker`.
+pub(super) async fn command_answer(user: &TestUser, management: &str, command: &str, marker: &str) -> anyhow::Result<Value> {
+    let sent = user.send_text(management, command).await?;
+    wait_until(WAIT, &format!("the answer to {command}"), async || {
+        let events = user.messages(management, 50).await?;
+        let Some(at) = events.iter().position(|e| e["event_id"] == sent.as_str()) else { return Ok(None) };
+        Ok(events[..at].iter().rev().find(|e| e["sender"] == BOT && body(e).contains(marker)).cloned())
+    })
+    .await
+}
+
+/// How many times the bridge's log says a login became connected.
+pub(super) fn connections(log: &str) -> usize {
+    // The log may be coloured: match the quoted value, not `state=` before it.
+    log.lines().filter(|l| l.contains("login state changed") && l.contains("\"connected\"")).count()
 }
 
 /// Runs a test body; on failure prints the ends of the bridge's and the puppet's logs.
