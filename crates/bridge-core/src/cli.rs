@@ -197,6 +197,7 @@ fn generate_config<N: Network>(
         )));
     }
     let yaml = Config::<N::Config>::example_yaml_with(info, N::example_network_section())?;
+    debug_assert_eq!(Some(&yaml), crate::config::example_config::<N>().ok().as_ref());
     crate::config::write_file(path, &yaml)?;
     let _ = writeln!(
         out,

@@ -1,6 +1,15 @@
 //! [`DiscordClient`]: one login's connection to Discord. A task runs a serenity `Client`
 //! (the gateway) whose event handler reports [`RemoteEvent`]s; when serenity gives up, the
-//! task reconnects with backoff and jitter, and stops for good on a rejected token.
+//! task reconnects with backoff and jitter, and stops for good on a rejected token. While
+//! serenity resumes or re-identifies by itself (at most one new session every 5 seconds), a
+//! shard that stays down past `network.disconnect_grace_seconds` is reported as a transient
+//! disconnect, so the user hears of outages but not of routine resumes. (serenity 0.12
+//! retries a resume at once, without pause, when the gateway accepts the websocket and closes
+//! it straight away; its heartbeat check ends that loop, and nothing outside serenity can pace
+//! it.)
+//!
+//! The handler also follows the channels of servers bridged in full (`guilds bridge`): a new
+//! text channel gets its portal at once, a deleted one is unlinked.
 //! Sending and the optional capabilities live in [`crate::handle_matrix`].
 
 use std::collections::{HashMap, HashSet};
@@ -18,11 +27,13 @@ use serenity::all::{
     Cache, Channel, ChannelId, Context, EventHandler, GatewayIntents, GuildChannel, Message, MessageId,
     MessageUpdateEvent, Reaction, ReactionType, Ready, TypingStartEvent, UserId,
 };
-use serenity::gateway::{GatewayError, ShardMessenger};
+use serenity::gateway::{ConnectionStage, GatewayError, ShardManager, ShardMessenger};
 use serenity::http::Http;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::commands::{GuildMode, GuildModes};
 use crate::config::DiscordConfig;
 use crate::connector::{timed, Endpoint, CALL_TIMEOUT};
 use crate::convert::markdown_to_matrix;
@@ -67,8 +78,8 @@ pub(crate) struct Shared {
     pub(crate) webhook_messages: Mutex<HashMap<MessageId, (u64, String)>>,
     /// Messages the bridge is deleting, whose MESSAGE_DELETE echo is not reported.
     pub(crate) deleting: Mutex<HashSet<MessageId>>,
-    /// How each server is bridged (set by the `guilds` commands; absent = on first message).
-    pub(crate) guild_modes: Mutex<HashMap<serenity::all::GuildId, crate::commands::GuildMode>>,
+    /// How each server is bridged (set by the `guilds` commands, kept in the login's store).
+    pub(crate) guild_modes: GuildModes,
     /// Guild channels seen: thread → its parent channel; `None` for channels that are not
     /// threads ([`crate::threads`]).
     pub(crate) channel_parents: Mutex<HashMap<ChannelId, Option<ChannelId>>>,
@@ -103,6 +114,7 @@ impl DiscordClient {
         events: EventSender,
     ) -> Self {
         let http = Arc::new(endpoint.http(&token));
+        let guild_modes = GuildModes::new(events.store().clone());
         let bot = ids::parse_user(&RemoteUserId(login.0.clone())).ok();
         if let Some(bot) = bot {
             lock(&own.bots).insert(bot.get());
@@ -122,7 +134,7 @@ impl DiscordClient {
             own,
             webhook_messages: Mutex::new(HashMap::new()),
             deleting: Mutex::new(HashSet::new()),
-            guild_modes: Mutex::new(HashMap::new()),
+            guild_modes,
             channel_parents: Mutex::new(HashMap::new()),
             thread_messages: Mutex::new(HashMap::new()),
         };
@@ -174,21 +186,25 @@ impl Shared {
                 () = cancel.cancelled() => return,
                 built = std::future::IntoFuture::into_future(builder) => built,
             };
+            let grace = Duration::from_secs(u64::from(self.config.disconnect_grace_seconds.max(1)));
             let reason = match built {
                 Ok(mut client) => {
                     let manager = client.shard_manager.clone();
-                    let result = tokio::select! {
-                        () = cancel.cancelled() => None,
-                        result = client.start() => Some(result),
+                    let ended = tokio::select! {
+                        () = cancel.cancelled() => Ended::Cancelled,
+                        result = client.start() => Ended::Finished(result),
+                        never = self.watch_gateway(&manager, grace) => match never {},
                     };
-                    let Some(result) = result else {
+                    if matches!(ended, Ended::Cancelled) {
                         if let Some(messenger) = lock(&self.messenger).take() {
                             messenger.shutdown_clean();
                         }
-                        manager.shutdown_all().await;
-                        return;
-                    };
+                    }
                     manager.shutdown_all().await;
+                    let result = match ended {
+                        Ended::Cancelled => return,
+                        Ended::Finished(result) => result,
+                    };
                     match result {
                         Err(serenity::Error::Gateway(GatewayError::InvalidAuthentication)) => {
                             let reason = "Discord rejected the bot token; log in again with a valid token".to_owned();
@@ -229,6 +245,31 @@ impl Shared {
         }
     }
 
+    /// Watches the running client's shard: while the login is connected, a shard that is not
+    /// connected for `grace` (serenity reconnecting by itself, every 5 seconds at most, during
+    /// an outage) is reported as a transient disconnect, so the user hears of it; READY or
+    /// RESUMED report the login connected again. Never completes.
+    async fn watch_gateway(&self, manager: &ShardManager, grace: Duration) -> std::convert::Infallible {
+        let mut down_since: Option<Instant> = None;
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            tick.tick().await;
+            let up = manager.runners.lock().await.values().any(|r| r.stage == ConnectionStage::Connected);
+            let connected = matches!(*lock(&self.state), LoginState::Connected);
+            if up || !connected {
+                down_since = None;
+                continue;
+            }
+            let since = *down_since.get_or_insert_with(Instant::now);
+            if since.elapsed() >= grace {
+                down_since = None;
+                tracing::info!(login = %self.login, "discord gateway down for {grace:?}; serenity keeps reconnecting");
+                let reason = "the Discord gateway connection dropped".to_owned();
+                self.report(LoginState::TransientDisconnect { reason }).await;
+            }
+        }
+    }
+
     /// Names for the mentions of a message, from the message itself and the cache.
     pub(crate) fn names(&self, message_mentions: &[serenity::all::User], guild: Option<serenity::all::GuildId>) -> Names<'_> {
         let mut users: HashMap<String, String> = message_mentions
@@ -265,13 +306,24 @@ impl Shared {
     }
 
     /// Whether events of this server are dropped (`guilds unbridge`).
-    fn muted(&self, guild: Option<serenity::all::GuildId>) -> bool {
-        guild.is_some_and(|g| crate::commands::mode(self, g) == crate::commands::GuildMode::Off)
+    async fn muted(&self, guild: Option<serenity::all::GuildId>) -> bool {
+        match guild {
+            Some(guild) => self.guild_modes.get(guild).await == GuildMode::Off,
+            None => false,
+        }
     }
 
     fn sender(&self, user: UserId) -> Sender {
         Sender { user: ids::user_id(user), is_from_me: Some(user) == self.bot }
     }
+}
+
+/// How one run of the serenity client ended.
+enum Ended {
+    /// The login is disconnecting.
+    Cancelled,
+    /// serenity returned.
+    Finished(serenity::Result<()>),
 }
 
 /// serenity's event handler of one login: turns gateway events into remote events.
@@ -288,11 +340,16 @@ impl EventHandler for Handler {
         self.shared.report(LoginState::Connected).await;
     }
 
+    async fn resume(&self, _ctx: Context, _event: serenity::all::ResumedEvent) {
+        tracing::info!(login = %self.shared.login, "discord gateway session resumed");
+        self.shared.report(LoginState::Connected).await;
+    }
+
     async fn message(&self, _ctx: Context, message: Message) {
         let shared = &self.shared;
         if shared.is_own(message.author.id, message.webhook_id.map(|w| w.get()))
             || !handle_remote::is_relayable(&message)
-            || shared.muted(message.guild_id)
+            || shared.muted(message.guild_id).await
         {
             return;
         }
@@ -315,7 +372,7 @@ impl EventHandler for Handler {
     async fn message_update(&self, _ctx: Context, _old: Option<Message>, _new: Option<Message>, event: MessageUpdateEvent) {
         let shared = &self.shared;
         let (Some(author), Some(content)) = (event.author.as_ref(), event.content.as_ref()) else { return };
-        if shared.is_own(author.id, event.webhook_id.flatten().map(|w| w.get())) || shared.muted(event.guild_id) {
+        if shared.is_own(author.id, event.webhook_id.flatten().map(|w| w.get())) || shared.muted(event.guild_id).await {
             return;
         }
         let (chat, _) = shared.locate(event.channel_id, event.guild_id).await;
@@ -350,7 +407,8 @@ impl EventHandler for Handler {
     ) {
         let shared = &self.shared;
         let webhook = lock(&shared.webhook_messages).remove(&message);
-        if lock(&shared.deleting).remove(&message) || webhook.is_some() || shared.muted(guild) {
+        let deleting = lock(&shared.deleting).remove(&message);
+        if deleting || webhook.is_some() || shared.muted(guild).await {
             return;
         }
         // Discord does not say who deleted a message.
@@ -374,7 +432,7 @@ impl EventHandler for Handler {
 
     async fn typing_start(&self, _ctx: Context, event: TypingStartEvent) {
         let shared = &self.shared;
-        if Some(event.user_id) == shared.bot || shared.muted(event.guild_id) {
+        if Some(event.user_id) == shared.bot || shared.muted(event.guild_id).await {
             return;
         }
         let (chat, _) = shared.locate(event.channel_id, event.guild_id).await;
@@ -401,13 +459,42 @@ impl EventHandler for Handler {
     async fn thread_create(&self, _ctx: Context, thread: GuildChannel) {
         self.shared.note_thread(&thread);
     }
+
+    async fn channel_create(&self, _ctx: Context, channel: GuildChannel) {
+        let shared = &self.shared;
+        if crate::threads::is_thread(channel.kind) {
+            shared.note_thread(&channel);
+            return;
+        }
+        lock(&shared.channel_parents).insert(channel.id, None);
+        if !crate::commands::is_text(channel.kind) || shared.guild_modes.get(channel.guild_id).await != GuildMode::All {
+            return;
+        }
+        tracing::info!(login = %shared.login, channel = %channel.id, "new channel in a server bridged in full; opening its portal");
+        let chat = handle_remote::chat_ref(channel.id, Some(channel.guild_id), &shared.login);
+        shared.events.send(RemoteEvent::ChatCreated { chat }).await;
+    }
+
+    async fn channel_delete(&self, _ctx: Context, channel: GuildChannel, _messages: Option<Vec<Message>>) {
+        let shared = &self.shared;
+        lock(&shared.channel_parents).remove(&channel.id);
+        if crate::threads::is_thread(channel.kind) || !crate::commands::is_text(channel.kind) || shared.muted(Some(channel.guild_id)).await {
+            return;
+        }
+        let chat = handle_remote::chat_ref(channel.id, Some(channel.guild_id), &shared.login);
+        shared.events.send(RemoteEvent::ChatDeleted { chat }).await;
+    }
+
+    async fn thread_delete(&self, _ctx: Context, thread: serenity::all::PartialGuildChannel, _full: Option<GuildChannel>) {
+        lock(&self.shared.channel_parents).remove(&thread.id);
+    }
 }
 
 impl Handler {
     async fn reaction(&self, reaction: Reaction, add: bool) {
         let shared = &self.shared;
         let Some(user) = reaction.user_id else { return };
-        if Some(user) == shared.bot || shared.muted(reaction.guild_id) {
+        if Some(user) == shared.bot || shared.muted(reaction.guild_id).await {
             return;
         }
         let (chat, _) = shared.locate(reaction.channel_id, reaction.guild_id).await;

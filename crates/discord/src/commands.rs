@@ -3,24 +3,27 @@
 //! (alias `unbridgeguild <id>`) stops bridging it.
 //!
 //! Each server of a login has a [`GuildMode`]: `all` (every text channel gets a portal now,
-//! the default of `guilds bridge`), `on-message` (a portal appears with a channel's first
-//! message; what a server is in until told otherwise) or `off` (its events are dropped).
-//! Modes are kept in memory per login: the network has no way to write the login's stored
-//! session, so after a restart every server is back to `on-message`; rooms already created
-//! stay bridged.
+//! and channels created later get one at once; the default of `guilds bridge`), `on-message`
+//! (a portal appears with a channel's first message; what a server is in until told
+//! otherwise) or `off` (its events are dropped). [`GuildModes`] keeps them in the login's
+//! store (`guild_mode.<id>`), so they survive a restart of the bridge.
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 
 use bridge_core::network::events::ChatRef;
-use bridge_core::network::{CommandResult, NetworkCommand, NetworkError, RemoteEvent};
+use bridge_core::network::{CommandResult, LoginStore, NetworkCommand, NetworkError, RemoteEvent};
+use serde::{Deserialize, Serialize};
 use serenity::all::{ChannelType, GuildChannel, GuildId};
+use tokio::sync::OnceCell;
 
 use crate::client::{lock, Shared};
 use crate::connector::timed;
 use crate::handle_remote::chat_ref;
 
-/// How the channels of one server are bridged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How the channels of one server are bridged (stored as `"all"`, `"on-message"`, `"off"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum GuildMode {
     /// Every text channel has a portal (created by `guilds bridge`).
     All,
@@ -38,6 +41,64 @@ impl GuildMode {
             GuildMode::OnMessage => "on first message",
             GuildMode::Off => "not bridged",
         }
+    }
+}
+
+/// The key prefix of the stored modes in the login's store.
+const MODE_KEY: &str = "guild_mode.";
+
+/// The [`GuildMode`] of each server of one login: read from the login's store on first use,
+/// written through on every change.
+pub struct GuildModes {
+    store: LoginStore,
+    modes: Mutex<HashMap<GuildId, GuildMode>>,
+    loaded: OnceCell<()>,
+}
+
+impl GuildModes {
+    /// The modes kept in `store`; nothing is read yet.
+    pub fn new(store: LoginStore) -> Self {
+        Self { store, modes: Mutex::new(HashMap::new()), loaded: OnceCell::new() }
+    }
+
+    /// Reads the stored modes once. A failed read is logged and retried on the next call.
+    async fn load(&self) {
+        let loaded = self
+            .loaded
+            .get_or_try_init(|| async {
+                let stored: Vec<(String, GuildMode)> = self.store.list(MODE_KEY).await?;
+                let mut modes = lock(&self.modes);
+                for (key, mode) in stored {
+                    if let Some(guild) = key.strip_prefix(MODE_KEY).and_then(|id| id.parse::<u64>().ok()).filter(|g| *g != 0) {
+                        // A mode set while loading is newer than the stored one.
+                        modes.entry(GuildId::new(guild)).or_insert(mode);
+                    }
+                }
+                Ok::<_, NetworkError>(())
+            })
+            .await;
+        if let Err(error) = loaded {
+            tracing::warn!(%error, "could not read the stored guild modes");
+        }
+    }
+
+    /// The mode of a server (`on-message` until set).
+    pub async fn get(&self, guild: GuildId) -> GuildMode {
+        self.load().await;
+        lock(&self.modes).get(&guild).copied().unwrap_or(GuildMode::OnMessage)
+    }
+
+    /// Every server with a mode set.
+    pub async fn all(&self) -> HashMap<GuildId, GuildMode> {
+        self.load().await;
+        lock(&self.modes).clone()
+    }
+
+    /// Sets and stores the mode of a server.
+    pub async fn set(&self, guild: GuildId, mode: GuildMode) -> Result<(), NetworkError> {
+        self.load().await;
+        lock(&self.modes).insert(guild, mode);
+        self.store.set(&format!("{MODE_KEY}{guild}"), &mode).await
     }
 }
 
@@ -81,17 +142,12 @@ pub(crate) async fn run(shared: &Shared, command: &str, args: &[String]) -> Resu
     }
 }
 
-/// The mode of a server for this login.
-pub(crate) fn mode(shared: &Shared, guild: GuildId) -> GuildMode {
-    lock(&shared.guild_modes).get(&guild).copied().unwrap_or(GuildMode::OnMessage)
-}
-
 async fn list(shared: &Shared) -> Result<CommandResult, NetworkError> {
     let guilds = timed(shared.http.get_guilds(None, None)).await?;
     if guilds.is_empty() {
         return Ok(reply("The bot is in no Discord server yet: invite it to one from the developer portal."));
     }
-    let modes: HashMap<GuildId, GuildMode> = lock(&shared.guild_modes).clone();
+    let modes = shared.guild_modes.all().await;
     let mut text = format!("The bot is in {} server(s):\n", guilds.len());
     for guild in &guilds {
         let mode = modes.get(&guild.id).copied().unwrap_or(GuildMode::OnMessage);
@@ -116,12 +172,17 @@ async fn guild(shared: &Shared, id: &str) -> Result<(GuildId, String), NetworkEr
     }
 }
 
+/// Whether a channel kind gets a portal (text and announcement channels).
+pub fn is_text(kind: ChannelType) -> bool {
+    matches!(kind, ChannelType::Text | ChannelType::News)
+}
+
 /// The server's text channels in Discord's order: by category position, then position.
 pub fn text_channels(channels: &[GuildChannel]) -> Vec<&GuildChannel> {
     let category_position: HashMap<_, _> =
         channels.iter().filter(|c| c.kind == ChannelType::Category).map(|c| (c.id, c.position)).collect();
     let mut text: Vec<&GuildChannel> =
-        channels.iter().filter(|c| matches!(c.kind, ChannelType::Text | ChannelType::News)).collect();
+        channels.iter().filter(|c| is_text(c.kind)).collect();
     text.sort_by_key(|c| {
         let category = c.parent_id.and_then(|p| category_position.get(&p).copied());
         (category.map_or(0, |p| i32::from(p) + 1), c.position, c.id)
@@ -137,12 +198,12 @@ async fn bridge(shared: &Shared, id: &str, rest: &[&str]) -> Result<CommandResul
     };
     let (guild, name) = self::guild(shared, id).await?;
     if lazy {
-        lock(&shared.guild_modes).insert(guild, GuildMode::OnMessage);
+        shared.guild_modes.set(guild, GuildMode::OnMessage).await?;
         return Ok(reply(&format!("Bridging {name}: a room is created when a channel gets its first message.")));
     }
     let channels = timed(shared.http.get_channels(guild)).await?;
     let text = text_channels(&channels);
-    lock(&shared.guild_modes).insert(guild, GuildMode::All);
+    shared.guild_modes.set(guild, GuildMode::All).await?;
     let create_portals: Vec<ChatRef> = text.iter().map(|c| chat_ref(c.id, Some(guild), &shared.login)).collect();
     let names: Vec<String> = text.iter().map(|c| format!("#{}", c.name)).collect();
     let reply = if names.is_empty() {
@@ -155,7 +216,7 @@ async fn bridge(shared: &Shared, id: &str, rest: &[&str]) -> Result<CommandResul
 
 async fn unbridge(shared: &Shared, id: &str) -> Result<CommandResult, NetworkError> {
     let (guild, name) = self::guild(shared, id).await?;
-    lock(&shared.guild_modes).insert(guild, GuildMode::Off);
+    shared.guild_modes.set(guild, GuildMode::Off).await?;
     let channels = timed(shared.http.get_channels(guild)).await?;
     for channel in text_channels(&channels) {
         let chat = chat_ref(channel.id, Some(guild), &shared.login);
@@ -195,6 +256,26 @@ mod tests {
         ];
         let order: Vec<u64> = text_channels(&channels).iter().map(|c| c.id.get()).collect();
         assert_eq!(order, vec![23, 22, 21, 20, 25]);
+    }
+
+    #[tokio::test]
+    async fn guild_modes_are_kept_in_the_login_store() {
+        let store = LoginStore::in_memory(&bridge_core::network::LoginId::from("1"));
+        let modes = GuildModes::new(store.clone());
+        assert_eq!(modes.get(GuildId::new(5)).await, GuildMode::OnMessage, "unset servers bridge on first message");
+        modes.set(GuildId::new(5), GuildMode::All).await.expect("set");
+        modes.set(GuildId::new(6), GuildMode::OnMessage).await.expect("set");
+        modes.set(GuildId::new(7), GuildMode::Off).await.expect("set");
+        let stored: Option<String> = store.get("guild_mode.5").await.expect("get");
+        assert_eq!(stored.as_deref(), Some("all"));
+
+        // A new client of the same login (a restart) reads them back.
+        let again = GuildModes::new(store);
+        let cases = [(5, GuildMode::All), (6, GuildMode::OnMessage), (7, GuildMode::Off), (8, GuildMode::OnMessage)];
+        for (guild, want) in cases {
+            assert_eq!(again.get(GuildId::new(guild)).await, want, "guild {guild}");
+        }
+        assert_eq!(again.all().await.len(), 3);
     }
 
     #[test]

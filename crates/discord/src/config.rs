@@ -24,6 +24,9 @@ pub struct DiscordConfig {
     /// The most reconnect attempts in a row before the login is reported as disconnected
     /// for good (0 = retry forever).
     pub max_reconnect_attempts: u32,
+    /// How many seconds the gateway may stay disconnected (serenity reconnecting by itself)
+    /// before the login is reported as disconnected to its user. At least 1.
+    pub disconnect_grace_seconds: u32,
     /// Test only: the base URL of a Discord simulator (`http://127.0.0.1:PORT`). Must be
     /// empty in release builds.
     pub api_base_url: String,
@@ -37,6 +40,7 @@ impl Default for DiscordConfig {
             use_webhooks: true,
             webhook_name: "Matrix Bridge".to_owned(),
             max_reconnect_attempts: 0,
+            disconnect_grace_seconds: 5,
             api_base_url: String::new(),
         }
     }
@@ -51,6 +55,9 @@ pub enum ConfigError {
     /// The simulator URL is not an http(s) URL.
     #[error("network.api_base_url {0:?} is not an http:// or https:// URL")]
     BadApiBaseUrl(String),
+    /// The disconnect grace is zero.
+    #[error("network.disconnect_grace_seconds must be at least 1")]
+    ZeroDisconnectGrace,
     /// The webhook name is not allowed by Discord.
     #[error("network.webhook_name must be 1 to 80 characters without \"discord\" or \"clyde\"")]
     BadWebhookName,
@@ -63,6 +70,9 @@ impl DiscordConfig {
         let length = self.webhook_name.chars().count();
         if !(1..=80).contains(&length) || lower.contains("discord") || lower.contains("clyde") {
             return Err(ConfigError::BadWebhookName);
+        }
+        if self.disconnect_grace_seconds == 0 {
+            return Err(ConfigError::ZeroDisconnectGrace);
         }
         check_api_base_url(&self.api_base_url, cfg!(debug_assertions))
     }
@@ -121,6 +131,12 @@ mod tests {
             let config = DiscordConfig { webhook_name: name.to_owned(), ..DiscordConfig::default() };
             assert_eq!(config.validate().is_ok(), ok, "{name:?}");
         }
+    }
+
+    #[test]
+    fn a_zero_disconnect_grace_is_refused() {
+        let config = DiscordConfig { disconnect_grace_seconds: 0, ..DiscordConfig::default() };
+        assert_eq!(config.validate(), Err(ConfigError::ZeroDisconnectGrace));
     }
 
     #[test]

@@ -41,7 +41,38 @@ impl Network for DiscordNetwork {
     fn connector(config: DiscordConfig) -> anyhow::Result<Arc<dyn NetworkConnector>> {
         Ok(Arc::new(DiscordConnector::new(config)?))
     }
+
+    fn example_network_section() -> Option<&'static str> {
+        Some(EXAMPLE_NETWORK_SECTION)
+    }
 }
+
+/// The commented `network:` section of the generated config (the defaults of
+/// [`DiscordConfig`]).
+const EXAMPLE_NETWORK_SECTION: &str = r#"# Ask Discord for the privileged MESSAGE_CONTENT intent. Enable "Message Content Intent" for
+# the bot in the developer portal (Bot settings) too; without it, messages in servers arrive
+# with empty text.
+message_content_intent: true
+# Ask for the privileged GUILD_MEMBERS intent ("Server Members Intent" in the developer
+# portal), for server nicknames and member lists.
+guild_members_intent: true
+# Send the messages of relayed Matrix users through a webhook per channel, showing their
+# display name and avatar. When off, or where the bot may not manage webhooks, the bot sends
+# them as "Name: text".
+use_webhooks: true
+# The name of the webhooks the bridge creates: 1 to 80 characters, without "discord" or
+# "clyde" (Discord refuses those).
+webhook_name: "Matrix Bridge"
+# How many failed reconnects in a row before a login is reported as disconnected for good;
+# 0 keeps retrying forever, with backoff.
+max_reconnect_attempts: 0
+# How many seconds the gateway may stay disconnected (the library reconnects by itself,
+# at most every 5 seconds) before the user is told the connection was lost (at least 1).
+disconnect_grace_seconds: 5
+# For tests only: the base URL of a Discord simulator. Leave empty; release builds refuse
+# any other value.
+api_base_url: ""
+"#;
 
 /// Where serenity connects: real Discord, or a simulator in tests.
 #[derive(Debug, Clone)]
@@ -167,5 +198,18 @@ pub async fn timed<T>(call: impl std::future::Future<Output = serenity::Result<T
         Ok(Ok(value)) => Ok(value),
         Ok(Err(error)) => Err(network_error(&error)),
         Err(_) => Err(NetworkError::Remote("Discord did not answer in time".to_owned())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_network_section_is_the_default_config() {
+        assert!(DiscordNetwork::example_network_section().is_some());
+        if let Err(problem) = bridge_core::config::check_network_section::<DiscordNetwork>() {
+            panic!("{problem}");
+        }
     }
 }

@@ -2,6 +2,14 @@
 //! name, or as the bot), splitting long text, uploads, edits, deletions, reactions and
 //! typing, as the core's capability traits on [`DiscordClient`].
 //!
+//! Who a message appears from: a Matrix user without a Discord login of their own is relayed
+//! (`set-relay`), and their messages go through the channel's webhook with their display
+//! name and, when the bridge serves public media, their avatar. The login's owner *is* the
+//! bot on Discord (they logged in with its token, as one logs in with one's own account on
+//! other networks), so their messages are sent as the bot, like any bridged user's own
+//! messages. Where webhooks are not permitted, relayed messages go through the bot with the
+//! core's relay format (`Name: text`).
+//!
 //! Webhooks are created on demand and found again after a restart by listing the channel's
 //! webhooks (Discord returns the token of webhooks the bot created), so nothing needs to be
 //! stored on the bridge's side.
@@ -163,11 +171,14 @@ pub(crate) async fn send_message(shared: &Shared, message: OutgoingMessage) -> R
                 }
                 for (index, part) in parts.into_iter().enumerate() {
                     let files = if index + 1 == count { file.take().into_iter().collect() } else { Vec::new() };
-                    let body = json!({
+                    let mut body = json!({
                         "content": part,
                         "username": username,
                         "allowed_mentions": { "parse": ["users"] },
                     });
+                    if let Some(avatar) = &message.avatar_url {
+                        body["avatar_url"] = json!(avatar);
+                    }
                     let sent = timed(shared.http.execute_webhook(WebhookId::new(id), thread, &token, true, files, &body)).await?;
                     let sent = sent.ok_or_else(|| NetworkError::Remote("Discord did not return the message".to_owned()))?;
                     lock(&shared.webhook_messages).insert(sent.id, (id, token.clone()));

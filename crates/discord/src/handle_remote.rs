@@ -16,6 +16,7 @@ use serenity::model::channel::{Attachment, Message, MessageType};
 use serenity::model::id::{ChannelId, GuildId, UserId};
 use serenity::model::user::User;
 
+use crate::commands::{text_channels, GuildMode};
 use crate::convert::{markdown_to_matrix, MentionResolver};
 use crate::ids;
 
@@ -204,9 +205,26 @@ impl bridge_core::network::client::HistoryHandler for crate::client::DiscordClie
         Ok(events)
     }
 
-    async fn recent_chats(&self, _limit: usize) -> Result<Vec<ChatRef>, NetworkError> {
-        // Servers are bridged with `guilds bridge`; DMs open a portal with their next message.
-        Ok(Vec::new())
+    async fn recent_chats(&self, limit: usize) -> Result<Vec<ChatRef>, NetworkError> {
+        // The text channels of the servers bridged in full, so that channels created while
+        // the bridge was down get their portal; DMs open a portal with their next message.
+        let shared = &self.shared;
+        let mut guilds: Vec<GuildId> =
+            shared.guild_modes.all().await.into_iter().filter(|(_, mode)| *mode == GuildMode::All).map(|(g, _)| g).collect();
+        guilds.sort();
+        let mut chats = Vec::new();
+        for guild in guilds {
+            let channels = match timed(shared.http.get_channels(guild)).await {
+                Ok(channels) => channels,
+                Err(error) => {
+                    tracing::warn!(%guild, %error, "could not list a server's channels");
+                    continue;
+                }
+            };
+            chats.extend(text_channels(&channels).into_iter().map(|c| chat_ref(c.id, Some(guild), &shared.login)));
+        }
+        chats.truncate(limit);
+        Ok(chats)
     }
 }
 

@@ -2,7 +2,8 @@
 //! HELLO, checks the IDENTIFY token (closing with 4004 on a bad one), sends READY and a
 //! GUILD_CREATE per guild of the bot, answers heartbeats, accepts resumes (RESUMED; events
 //! sent while no session was open are not replayed) and forwards the dispatches queued for
-//! the session.
+//! the session. Tests can close a session ([`CLOSE`]) or ask the client to reconnect
+//! ([`RECONNECT`], op 7).
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -18,6 +19,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::state::{Inner, Session};
 
+/// The queued "event" that makes a session close with 4000 (resumable).
+pub(crate) const CLOSE: &str = "__CLOSE__";
+/// The queued "event" that makes a session send RECONNECT (op 7).
+pub(crate) const RECONNECT: &str = "__RECONNECT__";
+
 /// Accepts gateway connections until `stop` is cancelled.
 pub(crate) async fn serve(listener: TcpListener, inner: Arc<Inner>, stop: CancellationToken) {
     loop {
@@ -28,6 +34,16 @@ pub(crate) async fn serve(listener: TcpListener, inner: Arc<Inner>, stop: Cancel
         let Ok((stream, _)) = accepted else { continue };
         let inner = inner.clone();
         let stop = stop.clone();
+        let down = {
+            let mut data = inner.lock();
+            data.connections += 1;
+            data.gateway_down
+        };
+        if down {
+            // An outage: the connection is dropped before the websocket handshake.
+            drop(stream);
+            continue;
+        }
         tokio::spawn(async move {
             if let Ok(ws) = tokio_tungstenite::accept_async(stream).await {
                 session(ws, inner, stop).await;
@@ -58,10 +74,16 @@ async fn session(mut ws: Ws, inner: Arc<Inner>, stop: CancellationToken) {
             }
             outgoing = rx.recv(), if session_id.is_some() => {
                 let Some((event, payload)) = outgoing else { break };
-                let kill = event == "__CLOSE__";
-                if kill {
+                if event == CLOSE {
                     let _ = ws.close(Some(CloseFrame { code: CloseCode::from(4000), reason: Cow::Borrowed("simulated disconnect") })).await;
                     break;
+                }
+                if event == RECONNECT {
+                    // Discord sends op 7 and then expects the client to close and resume.
+                    if !send(&mut ws, &json!({ "op": 7, "d": null })).await {
+                        break;
+                    }
+                    continue;
                 }
                 seq += 1;
                 if !send(&mut ws, &json!({ "op": 0, "s": seq, "t": event, "d": payload })).await {

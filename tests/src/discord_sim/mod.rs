@@ -3,7 +3,11 @@
 //!
 //! Tests build the world with [`DiscordSim::add_bot`], [`DiscordSim::add_user`],
 //! [`DiscordSim::add_guild`], [`DiscordSim::add_channel`] and [`DiscordSim::add_dm`], act as
-//! Discord users with [`DiscordSim::push_message`] and friends, and check what the bridge did
+//! Discord users with [`DiscordSim::push_message`] and friends (stickers and embeds with
+//! [`DiscordSim::push_message_with_extras`], channels come and go with
+//! [`DiscordSim::add_channel`] / [`DiscordSim::delete_channel`]), disturb the gateway
+//! ([`DiscordSim::drop_gateway_sessions`], [`DiscordSim::request_reconnect`],
+//! [`DiscordSim::set_gateway_down`]), and check what the bridge did
 //! through [`DiscordSim::requests`] / [`DiscordSim::wait_request`] (every REST call with its
 //! body and uploaded files) and [`DiscordSim::messages`]. Like Discord, everything a bot or
 //! webhook sends is echoed on the gateway (webhook messages carry `webhook_id`), and
@@ -154,6 +158,19 @@ impl DiscordSim {
         id
     }
 
+    /// Adds a member to a guild (a bot joining a server); a connected bot gets the guild's
+    /// GUILD_CREATE.
+    pub fn add_member(&self, guild: u64, user: u64) {
+        let mut data = self.data();
+        let Some(g) = data.guilds.get_mut(&guild) else { return };
+        g.members.insert(user);
+        let g = g.clone();
+        let payload = g.create_json(&data);
+        for session in data.sessions.iter().filter(|s| s.bot == user) {
+            let _ = session.tx.send(("GUILD_CREATE".to_owned(), payload.clone()));
+        }
+    }
+
     /// Sets a member's nickname in a guild.
     pub fn set_nick(&self, guild: u64, user: u64, nick: &str) {
         if let Some(g) = self.data().guilds.get_mut(&guild) {
@@ -180,6 +197,17 @@ impl DiscordSim {
         data.channels.insert(id, channel);
         data.dispatch(Some(id), "CHANNEL_CREATE", &payload);
         id
+    }
+
+    /// Deletes a guild channel (CHANNEL_DELETE, dispatched to the bots that could see it).
+    pub fn delete_channel(&self, channel: u64) {
+        let mut data = self.data();
+        let Some(c) = data.channels.get(&channel).cloned() else { return };
+        let payload = c.json(&data);
+        // Dispatch first: once the channel is gone nobody can see it.
+        data.dispatch(Some(channel), "CHANNEL_DELETE", &payload);
+        data.channels.remove(&channel);
+        data.messages.remove(&channel);
     }
 
     /// Starts a thread on message `starter` of `channel`, as a Discord user would; the
@@ -241,8 +269,21 @@ impl DiscordSim {
     }
 
     fn push_full(&self, channel: u64, author: u64, content: &str, files: Vec<(String, File)>, reply: Option<u64>) -> u64 {
+        self.push_rich(channel, author, content, files, reply, Value::Null)
+    }
+
+    /// `author` sends a message with stickers (`(id, name)`, as Discord's `sticker_items`)
+    /// and embeds (Discord's embed objects, given as JSON); returns the message ID.
+    pub fn push_message_with_extras(&self, channel: u64, author: u64, content: &str, stickers: &[(u64, &str)], embeds: Vec<Value>) -> u64 {
+        let stickers: Vec<Value> =
+            stickers.iter().map(|(id, name)| json!({ "id": id.to_string(), "name": name, "format_type": 1 })).collect();
+        let extras = json!({ "sticker_items": stickers, "embeds": embeds });
+        self.push_rich(channel, author, content, Vec::new(), None, extras)
+    }
+
+    fn push_rich(&self, channel: u64, author: u64, content: &str, files: Vec<(String, File)>, reply: Option<u64>, extras: Value) -> u64 {
         let mut data = self.data();
-        let message = create_message(&self.inner, &mut data, channel, Author::User(author), content, files, reply);
+        let message = create_message_with(&self.inner, &mut data, channel, Author::User(author), content, files, reply, extras);
         message["id"].as_str().and_then(|s| s.parse().ok()).unwrap_or(0)
     }
 
@@ -295,10 +336,32 @@ impl DiscordSim {
 
     /// Closes every gateway session with a resumable error (the clients should reconnect).
     pub fn drop_gateway_sessions(&self) {
+        self.to_every_session(gateway::CLOSE);
+    }
+
+    /// Sends every gateway session the RECONNECT opcode (7), as Discord does before it moves
+    /// a session; the clients should reconnect and resume.
+    pub fn request_reconnect(&self) {
+        self.to_every_session(gateway::RECONNECT);
+    }
+
+    fn to_every_session(&self, what: &str) {
         let data = self.data();
         for session in &data.sessions {
-            let _ = session.tx.send(("__CLOSE__".to_owned(), Value::Null));
+            let _ = session.tx.send((what.to_owned(), Value::Null));
         }
+    }
+
+    /// Takes the gateway down (new connections are closed before HELLO; open sessions stay
+    /// until dropped) or brings it back.
+    pub fn set_gateway_down(&self, down: bool) {
+        self.data().gateway_down = down;
+    }
+
+    /// How many websocket connections the gateway has accepted so far (every reconnect
+    /// counts, whether it identified, resumed or failed).
+    pub fn gateway_connections(&self) -> u64 {
+        self.data().connections
     }
 
     /// Makes the gateway close an IDENTIFY of `bot` that asks for privileged intents with
@@ -380,6 +443,22 @@ pub(crate) fn create_message(
     files: Vec<(String, File)>,
     reply: Option<u64>,
 ) -> Value {
+    create_message_with(inner, data, channel, author, content, files, reply, Value::Null)
+}
+
+/// [`create_message`] with `extras`: fields (`embeds`, `sticker_items`, …) that replace the
+/// message's own.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn create_message_with(
+    inner: &Inner,
+    data: &mut Data,
+    channel: u64,
+    author: Author,
+    content: &str,
+    files: Vec<(String, File)>,
+    reply: Option<u64>,
+    extras: Value,
+) -> Value {
     let id = inner.snowflake();
     let guild = data.guild_of(channel).map(|g| g.id);
     let (author_json, webhook_id, member) = match &author {
@@ -438,6 +517,11 @@ pub(crate) fn create_message(
         "components": [],
         "sticker_items": [],
     });
+    if let Value::Object(extras) = extras {
+        for (key, value) in extras {
+            message[key] = value;
+        }
+    }
     if let Some(guild) = guild {
         message["guild_id"] = json!(guild.to_string());
     }

@@ -102,6 +102,10 @@ pub(crate) struct Data {
     pub requests: Vec<Recorded>,
     pub sessions: Vec<Session>,
     pub gateway_port: u16,
+    /// How many connections the gateway accepted (or dropped while down).
+    pub connections: u64,
+    /// Whether the gateway is down: connections are dropped before the websocket handshake.
+    pub gateway_down: bool,
     /// How many IDENTIFYs succeeded.
     pub identified: u64,
     /// How many RESUMEs succeeded.

@@ -195,11 +195,11 @@ async fn broken_configs_exit_non_zero_naming_file_line_and_key() -> anyhow::Resu
 /// drift from the code. `UPDATE_CONFIGS=1` rewrites them.
 #[test]
 fn example_configs_in_configs_dir_are_in_sync() -> anyhow::Result<()> {
-    use bridge_core::{config::Config, network::Network};
+    use bridge_core::config::example_config;
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
     let examples = [
-        ("discord.yaml", Config::<<bridge_discord::connector::DiscordNetwork as Network>::Config>::example_yaml(&bridge_discord::connector::DiscordNetwork::info())?),
-        ("wechat.yaml", Config::<<bridge_wechat::WechatNetwork as Network>::Config>::example_yaml(&bridge_wechat::WechatNetwork::info())?),
+        ("discord.yaml", example_config::<bridge_discord::connector::DiscordNetwork>()?),
+        ("wechat.yaml", example_config::<bridge_wechat::WechatNetwork>()?),
     ];
     for (file, generated) in examples {
         let path = dir.join(file);

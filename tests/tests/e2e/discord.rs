@@ -21,6 +21,8 @@ use tokio::sync::mpsc;
 
 use crate::env::{edit, tail};
 
+mod channels;
+mod content;
 mod full;
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -107,7 +109,7 @@ fn text(body: &str, html: Option<&str>) -> OutgoingContent {
 }
 
 fn outgoing(chat: ChatRef, content: OutgoingContent, relayed_from: Option<&str>) -> OutgoingMessage {
-    OutgoingMessage { chat, content, reply_to: None, thread_root: None, relayed_from: relayed_from.map(str::to_owned) }
+    OutgoingMessage { chat, content, reply_to: None, thread_root: None, relayed_from: relayed_from.map(str::to_owned), avatar_url: None }
 }
 
 fn posts_to(path: String) -> impl Fn(&Recorded) -> bool {
@@ -429,15 +431,27 @@ fn discord_bin() -> std::path::PathBuf {
 }
 
 /// The `bridge-discord` process pointed at a simulator (through the environment override of
-/// `network.api_base_url`), with its own Synapse.
+/// `network.api_base_url`), with its own Synapse. It can be restarted on the same config and
+/// database.
 struct DiscordBridge {
     dir: tempfile::TempDir,
     synapse: Synapse,
-    _process: BridgeProcess,
+    process: Option<BridgeProcess>,
+    /// The environment of every run.
+    env: Vec<(String, String)>,
 }
+
+/// The line the bridge logs once it serves.
+const RUNNING: &str = "bridge is running";
 
 impl DiscordBridge {
     async fn start(sim: &DiscordSim) -> anyhow::Result<Self> {
+        Self::start_with(sim, &[]).await
+    }
+
+    /// Starts the bridge with extra environment (config overrides such as
+    /// `DISCORD_BRIDGE__APPSERVICE__PUBLIC_MEDIA__ENABLED`).
+    async fn start_with(sim: &DiscordSim, extra_env: &[(&str, &str)]) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new().prefix("bridge-discord-").tempdir()?;
         let config = dir.path().join("config.yaml");
         let port = free_port()?;
@@ -458,17 +472,37 @@ impl DiscordBridge {
         })
         .await?;
         edit(&config, "address: \"http://127.0.0.1:8008/\"", &format!("address: \"{}/\"", synapse.url().trim_end_matches('/')))?;
-        let process = BridgeCommand::new(discord_bin())
-            .args(["-c", "config.yaml", "-r", "registration.yaml", "run"])
-            .current_dir(dir.path())
-            .env("RUST_LOG", "bridge_core=debug,bridge_discord=debug,info")
-            .env("DISCORD_BRIDGE__NETWORK__API_BASE_URL", sim.url())
-            .env("DISCORD_BRIDGE__BRIDGE__RELAY__ENABLED", "true")
-            .name("bridge")
-            .spawn()?;
-        let bridge = Self { dir, synapse, _process: process };
-        wait_until(WAIT, "the bridge to run", async || Ok(bridge.log().contains("bridge is running").then_some(()))).await?;
+        let mut env: Vec<(String, String)> = vec![
+            ("RUST_LOG".to_owned(), "bridge_core=debug,bridge_discord=debug,info".to_owned()),
+            ("DISCORD_BRIDGE__NETWORK__API_BASE_URL".to_owned(), sim.url()),
+            ("DISCORD_BRIDGE__BRIDGE__RELAY__ENABLED".to_owned(), "true".to_owned()),
+        ];
+        env.extend(extra_env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        let mut bridge = Self { dir, synapse, process: None, env };
+        bridge.run().await?;
         Ok(bridge)
+    }
+
+    /// Starts the process and waits until it serves (its log is appended to across runs).
+    async fn run(&mut self) -> anyhow::Result<()> {
+        let before = self.log().matches(RUNNING).count();
+        let mut command = BridgeCommand::new(discord_bin())
+            .args(["-c", "config.yaml", "-r", "registration.yaml", "run"])
+            .current_dir(self.dir.path())
+            .name("bridge");
+        for (key, value) in &self.env {
+            command = command.env(key, value);
+        }
+        self.process = Some(command.spawn()?);
+        wait_until(WAIT, "the bridge to run", async || Ok((self.log().matches(RUNNING).count() > before).then_some(()))).await
+    }
+
+    /// Stops the process (SIGTERM) and waits for it to exit.
+    async fn stop(&mut self) -> anyhow::Result<()> {
+        if let Some(mut process) = self.process.take() {
+            process.terminate().await?;
+        }
+        Ok(())
     }
 
     fn log(&self) -> String {
@@ -587,6 +621,44 @@ async fn refused_privileged_intents_are_explained_and_not_retried() -> anyhow::R
     relaxed.connect().await;
     recv(&mut rx, |e| matches!(e, RemoteEvent::StateChanged(LoginState::Connected))).await?;
     relaxed.disconnect().await;
+    client.disconnect().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_gateway_outage_is_reported_and_retried_at_a_slow_pace() -> anyhow::Result<()> {
+    let w = world().await?;
+    let config = DiscordConfig { api_base_url: w.sim.url(), disconnect_grace_seconds: 1, ..DiscordConfig::default() };
+    let (client, mut rx) = load_with(&DiscordConnector::new(config)?, w.bot, &w.token).await?;
+    client.connect().await;
+    recv(&mut rx, |e| matches!(e, RemoteEvent::StateChanged(LoginState::Connected))).await?;
+
+    // The gateway goes away (connections dropped before the websocket handshake).
+    let before = w.sim.gateway_connections();
+    w.sim.set_gateway_down(true);
+    w.sim.drop_gateway_sessions();
+    let lost = tokio::time::Instant::now();
+    recv(&mut rx, |e| matches!(e, RemoteEvent::StateChanged(LoginState::TransientDisconnect { .. })))
+        .await
+        .map_err(|e| e.context(format!("the outage report ({} connections)", w.sim.gateway_connections() - before)))?;
+    // Three attempts while it is down take seconds, not milliseconds: no reconnect storm.
+    wait_until(Duration::from_secs(30), "three reconnect attempts", || async {
+        Ok((w.sim.gateway_connections() >= before + 3).then_some(()))
+    })
+    .await?;
+    let elapsed = lost.elapsed();
+    assert!(elapsed >= Duration::from_secs(4), "three attempts within {elapsed:?}");
+    assert_eq!(w.sim.identified(), 1, "no session was opened while down");
+
+    // Back up: one new session, reported, and events flow.
+    w.sim.set_gateway_down(false);
+    recv(&mut rx, |e| matches!(e, RemoteEvent::StateChanged(LoginState::Connected)))
+        .await
+        .map_err(|e| e.context(format!("the reconnection ({} connections, {} identified)", w.sim.gateway_connections() - before, w.sim.identified())))?;
+    let id = w.sim.push_message(w.general, w.alice, "after the outage");
+    recv(&mut rx, |e| is_message(e, id)).await?;
+    assert_eq!(w.sim.identified(), 2);
+    assert_eq!(w.sim.gateway_sessions(), 1);
     client.disconnect().await;
     Ok(())
 }

@@ -78,6 +78,11 @@ pub(crate) struct Syncer {
 }
 
 impl Syncer {
+    /// Starts from the beginning: the first batch is a full sync.
+    pub(crate) fn start_full() -> Self {
+        Self { since: None }
+    }
+
     /// Starts from now: only what happens after this call is seen.
     pub(crate) async fn start(user: &TestUser) -> anyhow::Result<Self> {
         let sync = user.sync_once(None).await?;

@@ -180,6 +180,11 @@ fn indent_section(text: &str) -> String {
     out
 }
 
+/// The commented example config of network `N`, exactly as `generate-config` writes it.
+pub fn example_config<N: crate::network::Network>() -> Result<String, ConfigError> {
+    render::<N::Config>(&N::info(), N::example_network_section())
+}
+
 /// Checks a network's commented `network:` section (see
 /// [`crate::network::Network::example_network_section`]): it must parse to exactly the
 /// network's `Default` config, and every top-level key must have a comment above it.

@@ -12,7 +12,7 @@
 mod env;
 mod error;
 mod example;
-pub use example::check_network_section;
+pub use example::{check_network_section, example_config};
 pub mod registration;
 mod sections;
 mod validate;

@@ -110,6 +110,12 @@ pub enum RemoteEvent {
         /// The new information.
         info: UserInfo,
     },
+    /// A new chat the user should see now (a channel created in a server bridged in full):
+    /// its portal is created at once, before any message. Nothing happens if it exists.
+    ChatCreated {
+        /// Which chat.
+        chat: ChatRef,
+    },
     /// The chat was deleted or the login left it.
     ChatDeleted {
         /// Which chat.

@@ -132,10 +132,10 @@ impl Actor {
     async fn start_chat(&mut self, login: &LoginId, other: Option<crate::network::RemoteUserId>) -> Result<OwnedRoomId, PortalError> {
         let live = self.live(login)?;
         if let Some(room) = self.room() {
-            // An existing room: invite the user again in case they left.
-            if let Err(e) = self.bridge.bot_intent().invite(&room, &live.user).await {
-                tracing::debug!(error = %e, "could not re-invite the user (probably already joined)");
-            }
+            // An existing room: invite the user again in case they left (and to the
+            // room's parent space).
+            self.members_checked.remove(&live.user);
+            self.ensure_user_invited(&live, &room).await;
             return Ok(room);
         }
         self.ensure_room(&live, other.as_ref()).await

@@ -229,24 +229,49 @@ impl Actor {
 
     /// Invites the login's Matrix user if they are neither joined nor invited (another
     /// user's login reporting an event in a shared portal). Checked once per actor run.
-    async fn ensure_user_invited(&mut self, live: &LiveLogin, room: &RoomId) {
+    pub(super) async fn ensure_user_invited(&mut self, live: &LiveLogin, room: &RoomId) {
         if !self.members_checked.insert(live.user.clone()) {
             return;
         }
+        if !self.invite_if_absent(room, &live.user).await {
+            return;
+        }
+        // The portal's parent space (a Discord server's) was made for the first login that
+        // saw it: this user gets it too, listed in their own login's space.
+        let Some(parent) = self.portal.as_ref().and_then(|p| p.parent_space.clone()) else { return };
+        let key = parent_space_key(&self.key.receiver, &RemoteChatId(parent));
+        let Ok(Some(space)) = self.bridge.store.kv().get(&key).await else { return };
+        let Ok(space) = OwnedRoomId::try_from(space) else { return };
+        self.invite_if_absent(&space, &live.user).await;
+        match self.ensure_space(live).await {
+            Ok(login_space) => {
+                let via = self.bridge.matrix.server_name().to_string();
+                if let Err(e) = send_state(&self.bridge.bot_intent(), &login_space, "m.space.child", space.as_str(), json!({ "via": [via] })).await {
+                    tracing::warn!(error = %e, "could not add a parent's space to another login's space");
+                }
+            }
+            Err(e) => tracing::warn!(user = %live.user, error = %e, "could not prepare the login's space"),
+        }
+    }
+
+    /// Invites `user` to `room` unless they are joined or invited. Returns `false` when the
+    /// membership could not be read.
+    async fn invite_if_absent(&self, room: &RoomId, user: &ruma::UserId) -> bool {
         let bot = self.bridge.bot_intent();
-        let membership = match bot.get_state_event(room, "m.room.member".into(), live.user.as_str()).await {
+        let membership = match bot.get_state_event(room, "m.room.member".into(), user.as_str()).await {
             Ok(Some(raw)) => serde_json::from_str::<Value>(raw.json().get()).ok().and_then(|c| c["membership"].as_str().map(str::to_owned)),
             Ok(None) => None,
             Err(e) => {
                 tracing::debug!(error = %e, "could not read a user's membership");
-                return;
+                return false;
             }
         };
         if !matches!(membership.as_deref(), Some("join" | "invite")) {
-            if let Err(e) = bot.invite(room, &live.user).await {
-                tracing::warn!(user = %live.user, error = %e, "could not invite a login's user to a portal");
+            if let Err(e) = bot.invite(room, user).await {
+                tracing::warn!(%user, error = %e, "could not invite a login's user");
             }
         }
+        true
     }
 
     /// The login's space, created (with the user invited) on first need.

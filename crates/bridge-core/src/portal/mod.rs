@@ -143,6 +143,7 @@ impl Portals {
             | RemoteEvent::Typing { chat, .. }
             | RemoteEvent::ReadReceipt { chat, .. }
             | RemoteEvent::ChatInfoChanged { chat, .. }
+            | RemoteEvent::ChatCreated { chat }
             | RemoteEvent::ChatDeleted { chat } => chat.clone(),
             RemoteEvent::UserInfoChanged { user, info } => {
                 // Not tied to a chat: update the ghost right here.

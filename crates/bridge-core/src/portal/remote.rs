@@ -136,6 +136,9 @@ impl Actor {
         if let RemoteEvent::ChatInfoChanged { info, .. } = &event {
             return self.update_info(live, info).await;
         }
+        if let RemoteEvent::ChatCreated { .. } = &event {
+            return self.ensure_room(live, None).await.map(|_| ());
+        }
         let Some(room) = self.room() else {
             tracing::debug!("event for a chat without a room; dropped");
             return Ok(());
@@ -216,7 +219,7 @@ impl Actor {
                 self.remove_from_spaces(&room).await;
                 self.unlink(Some(&room)).await
             }
-            RemoteEvent::Message { .. } | RemoteEvent::ChatInfoChanged { .. } | RemoteEvent::UserInfoChanged { .. } | RemoteEvent::StateChanged(_) | RemoteEvent::Notice(_) => Ok(()),
+            RemoteEvent::Message { .. } | RemoteEvent::ChatInfoChanged { .. } | RemoteEvent::ChatCreated { .. } | RemoteEvent::UserInfoChanged { .. } | RemoteEvent::StateChanged(_) | RemoteEvent::Notice(_) => Ok(()),
         }
     }
 

@@ -13,26 +13,26 @@ use crate::messages::{wait_ephemeral, Syncer};
 use bridge_tests::discord_sim::SimFile;
 use bridge_tests::{random_localpart, wait_until};
 
-const BOT: &str = "@discordbot:test.localhost";
+pub(super) const BOT: &str = "@discordbot:test.localhost";
 
 /// A simulator world, the bridge process, and a Matrix user logged in with the world's bot.
-struct Stack {
-    w: World,
-    bridge: DiscordBridge,
-    user: TestUser,
-    management: String,
+pub(super) struct Stack {
+    pub(super) w: World,
+    pub(super) bridge: DiscordBridge,
+    pub(super) user: TestUser,
+    pub(super) management: String,
 }
 
-fn ghost(id: u64) -> String {
+pub(super) fn ghost(id: u64) -> String {
     format!("@discord_{id}:test.localhost")
 }
 
-fn is_bot_notice(event: &Value) -> bool {
+pub(super) fn is_bot_notice(event: &Value) -> bool {
     event["sender"] == BOT && event["content"]["msgtype"] == "m.notice"
 }
 
 /// Runs a test body; on failure prints the end of the bridge's log.
-async fn logged<F: std::future::Future<Output = anyhow::Result<()>>>(stack: &Stack, body: F) -> anyhow::Result<()> {
+pub(super) async fn logged<F: std::future::Future<Output = anyhow::Result<()>>>(stack: &Stack, body: F) -> anyhow::Result<()> {
     let result = body.await;
     if result.is_err() {
         eprintln!("bridge log:\n{}", tail(&stack.bridge.log(), 150));
@@ -42,25 +42,23 @@ async fn logged<F: std::future::Future<Output = anyhow::Result<()>>>(stack: &Sta
 
 impl Stack {
     /// Starts everything and logs the user in with the world's bot token.
-    async fn start() -> anyhow::Result<Self> {
+    pub(super) async fn start() -> anyhow::Result<Self> {
+        Self::start_with(&[]).await
+    }
+
+    /// [`Stack::start`] with extra environment for the bridge (config overrides).
+    pub(super) async fn start_with(env: &[(&str, &str)]) -> anyhow::Result<Self> {
         let w = world().await?;
-        let bridge = DiscordBridge::start(&w.sim).await?;
+        let bridge = DiscordBridge::start_with(&w.sim, env).await?;
         let user = bridge.synapse.register_user(&random_localpart("alice"), false).await?;
         let management = user.create_dm(BOT).await?;
         user.wait_for_membership(&management, BOT, "join", WAIT).await?;
         let stack = Self { w, bridge, user, management };
-        let login = async {
-            let asked = stack.command("login token").await?;
-            anyhow::ensure!(asked.contains("token"), "{asked}");
-            let sent = stack.user.send_text(&stack.management, &stack.w.token).await?;
-            stack
-                .user
-                .wait_for_event(&stack.management, |e| is_bot_notice(e) && body(e).contains("Bridge Bot") && e["event_id"] != sent.as_str(), WAIT)
-                .await?;
-            wait_until(WAIT, "the gateway session", || async { Ok((stack.w.sim.gateway_sessions() == 1).then_some(())) }).await?;
-            Ok(())
+        let result = log_in(&stack.user, &stack.management, &stack.w.token, "Bridge Bot").await;
+        let result = match result {
+            Ok(()) => wait_until(WAIT, "the gateway session", || async { Ok((stack.w.sim.gateway_sessions() == 1).then_some(())) }).await,
+            Err(e) => Err(e),
         };
-        let result = login.await;
         if let Err(e) = result {
             eprintln!("bridge log:\n{}", tail(&stack.bridge.log(), 150));
             return Err(e);
@@ -69,11 +67,11 @@ impl Stack {
     }
 
     /// Sends a command in the management room and returns the bot's reply to it.
-    async fn command(&self, text: &str) -> anyhow::Result<String> {
+    pub(super) async fn command(&self, text: &str) -> anyhow::Result<String> {
         self.command_in(&self.management, text).await
     }
 
-    async fn command_in(&self, room: &str, text: &str) -> anyhow::Result<String> {
+    pub(super) async fn command_in(&self, room: &str, text: &str) -> anyhow::Result<String> {
         let sent = self.user.send_text(room, text).await?;
         let reply = self.user.wait_for_event(room, |e| is_bot_notice(e) && replied_to(e) == Some(sent.as_str()), WAIT).await?;
         Ok(body(&reply).to_owned())
@@ -81,54 +79,69 @@ impl Stack {
 
     /// Joins every invite and returns the portal room of a guild channel (found by its
     /// `m.bridge` state key).
-    async fn portal(&self, channel: u64) -> anyhow::Result<String> {
-        let key = format!("discord:///{channel}");
-        // Incremental syncs from the start (full syncs are cached by Synapse for a while).
-        let mut since: Option<String> = None;
-        wait_until(WAIT, &format!("the portal of channel {channel}"), async || {
-            let sync = self.user.sync_once(since.as_deref()).await?;
-            since = sync["next_batch"].as_str().map(str::to_owned).or(since.take());
-            let invited: Vec<String> = sync["rooms"]["invite"].as_object().map(|r| r.keys().cloned().collect()).unwrap_or_default();
-            for room in invited {
-                self.user.join(&room).await?;
-            }
-            for room in self.user.joined_rooms().await? {
-                if self.user.room_state(&room, "m.bridge", &key).await.ok().flatten().is_some() {
-                    return Ok(Some(room));
-                }
-            }
-            Ok(None)
-        })
-        .await
+    pub(super) async fn portal(&self, channel: u64) -> anyhow::Result<String> {
+        bridged_room(&self.user, &format!("discord:///{channel}")).await
     }
 
     /// The bridged `general` channel: `bridgeguild` then its portal.
-    async fn bridged(&self) -> anyhow::Result<String> {
+    pub(super) async fn bridged(&self) -> anyhow::Result<String> {
         let answer = self.command(&format!("bridgeguild {}", self.w.guild)).await?;
         anyhow::ensure!(answer.contains("#general"), "{answer}");
         self.portal(self.w.general).await
     }
 
     /// Waits for an event in `room` matching `predicate`.
-    async fn wait(&self, room: &str, predicate: impl Fn(&Value) -> bool) -> anyhow::Result<Value> {
+    pub(super) async fn wait(&self, room: &str, predicate: impl Fn(&Value) -> bool) -> anyhow::Result<Value> {
         self.user.wait_for_event(room, predicate, WAIT).await
     }
 
     /// The Discord ID of the newest simulator message in `channel` with this content.
-    fn discord_message(&self, channel: u64, content: &str) -> Option<u64> {
+    pub(super) fn discord_message(&self, channel: u64, content: &str) -> Option<u64> {
         self.w.sim.messages(channel).iter().rev().find(|m| m["content"] == content).and_then(|m| m["id"].as_str()?.parse().ok())
     }
 }
 
-fn event_id(event: &Value) -> String {
+/// Joins every invite of `user` until one of their rooms has the `m.bridge` state `key`;
+/// returns that room.
+pub(super) async fn bridged_room(user: &TestUser, key: &str) -> anyhow::Result<String> {
+    // Incremental syncs from the start (full syncs are cached by Synapse for a while).
+    let mut since: Option<String> = None;
+    wait_until(WAIT, &format!("the room bridged as {key}"), async || {
+        let sync = user.sync_once(since.as_deref()).await?;
+        since = sync["next_batch"].as_str().map(str::to_owned).or(since.take());
+        let invited: Vec<String> = sync["rooms"]["invite"].as_object().map(|r| r.keys().cloned().collect()).unwrap_or_default();
+        for room in invited {
+            user.join(&room).await?;
+        }
+        for room in user.joined_rooms().await? {
+            if user.room_state(&room, "m.bridge", key).await.ok().flatten().is_some() {
+                return Ok(Some(room));
+            }
+        }
+        Ok(None)
+    })
+    .await
+}
+
+/// `login token` in `management` with a bot token; waits for the confirmation naming the bot.
+pub(super) async fn log_in(user: &TestUser, management: &str, token: &str, bot_name: &str) -> anyhow::Result<()> {
+    let sent = user.send_text(management, "login token").await?;
+    let asked = user.wait_for_event(management, |e| is_bot_notice(e) && replied_to(e) == Some(sent.as_str()), WAIT).await?;
+    anyhow::ensure!(body(&asked).contains("token"), "{asked}");
+    let sent = user.send_text(management, token).await?;
+    user.wait_for_event(management, |e| is_bot_notice(e) && body(e).contains(bot_name) && e["event_id"] != sent.as_str(), WAIT).await?;
+    Ok(())
+}
+
+pub(super) fn event_id(event: &Value) -> String {
     event["event_id"].as_str().unwrap_or_default().to_owned()
 }
 
-fn state_keys(state: &[Value], event_type: &str) -> Vec<String> {
+pub(super) fn state_keys(state: &[Value], event_type: &str) -> Vec<String> {
     state.iter().filter(|e| e["type"] == event_type).filter_map(|e| e["state_key"].as_str().map(str::to_owned)).collect()
 }
 
-async fn full_state(user: &TestUser, room: &str) -> anyhow::Result<Vec<Value>> {
+pub(super) async fn full_state(user: &TestUser, room: &str) -> anyhow::Result<Vec<Value>> {
     let path = format!("/_matrix/client/v3/rooms/{}/state", room.replace('!', "%21").replace(':', "%3A"));
     let state = user.call(Method::GET, &path, None).await?;
     Ok(state.as_array().cloned().unwrap_or_default())
@@ -314,7 +327,8 @@ async fn matrix_messages_reach_discord_with_replies_edits_reactions_deletions_fi
         assert!(put.path.starts_with(&format!("{posts}/{first_id}/reactions/")), "{}", put.path);
         s.user.redact(&room, &sent, None).await?;
         s.w.sim.wait_request(WAIT, "the deletion", |r| r.method == "DELETE" && r.path == format!("{posts}/{discord_id}")).await?;
-        let gone = |m: &Value| m["id"] == discord_id.to_string();
+        let discord_id_text = discord_id.to_string();
+        let gone = |m: &Value| m["id"] == discord_id_text.as_str();
         wait_until(WAIT, "the message to be gone", || async { Ok((!s.w.sim.messages(general).iter().any(gone)).then_some(())) }).await?;
 
         // A file: multipart bytes at the simulator.
@@ -483,23 +497,7 @@ async fn dms_mentions_and_channel_changes_reach_matrix() -> anyhow::Result<()> {
         // A DM to the bot opens a direct portal with the sender's ghost.
         let dm = s.w.sim.add_dm(s.w.bot, s.w.alice);
         s.w.sim.push_message(dm, s.w.alice, "psst, private");
-        let key = format!("discord://{}/{dm}", s.w.bot);
-        let mut since: Option<String> = None;
-        let dm_room = wait_until(WAIT, "the DM portal", async || {
-            let sync = s.user.sync_once(since.as_deref()).await?;
-            since = sync["next_batch"].as_str().map(str::to_owned).or(since.take());
-            let invited: Vec<String> = sync["rooms"]["invite"].as_object().map(|r| r.keys().cloned().collect()).unwrap_or_default();
-            for room in invited {
-                s.user.join(&room).await?;
-            }
-            for room in s.user.joined_rooms().await? {
-                if s.user.room_state(&room, "m.bridge", &key).await.ok().flatten().is_some() {
-                    return Ok(Some(room));
-                }
-            }
-            Ok(None)
-        })
-        .await?;
+        let dm_room = bridged_room(&s.user, &format!("discord://{}/{dm}", s.w.bot)).await?;
         s.wait(&dm_room, |e| e["sender"] == alice.as_str() && body(e) == "psst, private").await?;
         s.user.send_text(&dm_room, "got it").await?;
         let reply = s.w.sim.wait_request(WAIT, "the DM reply", |r| r.method == "POST" && r.path == format!("/channels/{dm}/messages")).await?;
