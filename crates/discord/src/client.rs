@@ -3,16 +3,27 @@
 //! task reconnects with backoff and jitter, and stops for good on a rejected token. While
 //! serenity resumes or re-identifies by itself (at most one new session every 5 seconds), a
 //! shard that stays down past `network.disconnect_grace_seconds` is reported as a transient
-//! disconnect, so the user hears of outages but not of routine resumes. (serenity 0.12
-//! retries a resume at once, without pause, when the gateway accepts the websocket and closes
-//! it straight away; its heartbeat check ends that loop, and nothing outside serenity can pace
-//! it.)
+//! disconnect, so the user hears of outages but not of routine resumes.
+//!
+//! serenity 0.12 retries a resume at once, without pause, when the gateway accepts the
+//! websocket and closes it straight away: a reconnect storm of thousands of connections a
+//! second, until its heartbeat check gives up 41 to 82 seconds later. The bridge stops that
+//! itself. serenity locks the client's gateway URL right before each websocket connect; the
+//! task holds that lock and hands it over one connect at a time (`Shared::pace_gateway`,
+//! at most one every 100 ms), counting them. More than [`STORM_ATTEMPTS`] connects within
+//! [`STORM_WINDOW`] with no READY or RESUMED among them (serenity's own pace is a burst of
+//! at most three, then one every 5 seconds) end that serenity client: the URL is emptied, so
+//! its shard fails to connect and gives up, the login is reported as transiently
+//! disconnected, and the bridge's backoff with jitter paces the next client. The URL is
+//! emptied likewise whenever a client ends (a disconnect included), so a shard left behind
+//! cannot resume a session on its own.
 //!
 //! The handler also follows the channels of servers bridged in full (`guilds bridge`): a new
 //! text channel gets its portal at once, a deleted one is unlinked.
 //! Sending and the optional capabilities live in [`crate::handle_matrix`].
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -46,6 +57,21 @@ pub const INTENTS_REFUSED: &str = "Discord refused the bot's privileged gateway 
     (Bot settings), or turn off network.message_content_intent / network.guild_members_intent in \
     the bridge config, then log in again";
 
+/// More gateway connects than this within [`STORM_WINDOW`], with no session opened (READY
+/// or RESUMED) among them, is a reconnect storm: the serenity client is ended.
+pub const STORM_ATTEMPTS: usize = 5;
+/// The sliding window in which gateway connects are counted.
+pub const STORM_WINDOW: Duration = Duration::from_secs(5);
+/// How often the held gateway URL lock is offered to a waiting connect: the most a connect
+/// waits for it.
+const GATE_POLL: Duration = Duration::from_millis(100);
+
+/// Why a login is disconnected after a reconnect storm.
+const STORM: &str = "the Discord gateway closes every connection at once";
+
+/// The serenity client's gateway URL, locked by each of its websocket connects.
+type GatewayUrl = Arc<tokio::sync::Mutex<String>>;
+
 /// One login's connection to Discord. Built by [`crate::DiscordConnector`].
 pub struct DiscordClient {
     pub(crate) shared: Arc<Shared>,
@@ -69,6 +95,8 @@ pub(crate) struct Shared {
     /// it reaches the runner even after serenity restarted the shard by itself, when the
     /// shard manager's own shutdown can miss it.
     messenger: Mutex<Option<ShardMessenger>>,
+    /// How many gateway sessions opened (READY or RESUMED) so far.
+    sessions: AtomicU64,
     /// The webhook used per channel: (ID, token).
     pub(crate) webhooks: Mutex<HashMap<ChannelId, (u64, String)>>,
     /// The bots and webhooks of every login of this bridge, whose messages are not bridged
@@ -130,6 +158,7 @@ impl DiscordClient {
             state: Mutex::new(LoginState::Connecting),
             cache: Mutex::new(None),
             messenger: Mutex::new(None),
+            sessions: AtomicU64::new(0),
             webhooks: Mutex::new(HashMap::new()),
             own,
             webhook_messages: Mutex::new(HashMap::new()),
@@ -190,20 +219,44 @@ impl Shared {
             let reason = match built {
                 Ok(mut client) => {
                     let manager = client.shard_manager.clone();
+                    let url = client.ws_url.clone();
                     let ended = tokio::select! {
                         () = cancel.cancelled() => Ended::Cancelled,
                         result = client.start() => Ended::Finished(result),
+                        () = self.pace_gateway(&url) => Ended::Storm,
                         never = self.watch_gateway(&manager, grace) => match never {},
                     };
-                    if matches!(ended, Ended::Cancelled) {
-                        if let Some(messenger) = lock(&self.messenger).take() {
-                            messenger.shutdown_clean();
-                        }
+                    // Whatever ended this client, its shard must not connect again: with an
+                    // empty gateway URL (which serenity cannot parse) it gives up instead of
+                    // resuming, after the clean close below or during a storm.
+                    url.lock().await.clear();
+                    let messenger = lock(&self.messenger).take();
+                    if let (Ended::Cancelled, Some(messenger)) = (&ended, messenger) {
+                        messenger.shutdown_clean();
                     }
-                    manager.shutdown_all().await;
                     let result = match ended {
-                        Ended::Cancelled => return,
-                        Ended::Finished(result) => result,
+                        Ended::Cancelled => {
+                            manager.shutdown_all().await;
+                            return;
+                        }
+                        Ended::Finished(result) => {
+                            manager.shutdown_all().await;
+                            result
+                        }
+                        Ended::Storm => {
+                            tracing::warn!(login = %self.login, "discord gateway reconnect storm; ending the serenity client");
+                            // Reported before the shard manager's shutdown, which can take seconds.
+                            if matches!(*lock(&self.state), LoginState::Connected) {
+                                backoff.reset();
+                                failures = 0;
+                            }
+                            let alive = self.report(LoginState::TransientDisconnect { reason: STORM.to_owned() }).await;
+                            manager.shutdown_all().await;
+                            if !alive {
+                                return;
+                            }
+                            Err(serenity::Error::Other(STORM))
+                        }
                     };
                     match result {
                         Err(serenity::Error::Gateway(GatewayError::InvalidAuthentication)) => {
@@ -242,6 +295,47 @@ impl Shared {
                 () = cancel.cancelled() => return,
                 () = tokio::time::sleep(backoff.next_delay()) => {}
             }
+        }
+    }
+
+    /// Paces and counts the running client's gateway connections. serenity locks the gateway
+    /// URL right before each websocket connect; this holds that lock and, every [`GATE_POLL`],
+    /// hands it to a connect waiting for it (tokio's mutex is fair: a waiter gets it before
+    /// anyone else, so `try_lock` after the release fails exactly when one was waiting).
+    /// Once more than [`STORM_ATTEMPTS`] connections fall within [`STORM_WINDOW`] with no
+    /// session opened since the first of them, empties the URL (the shard waiting for it
+    /// fails to connect, without a connection) and returns.
+    async fn pace_gateway(&self, url: &GatewayUrl) {
+        let mut attempts: VecDeque<Instant> = VecDeque::new();
+        let mut sessions = self.sessions.load(Ordering::Relaxed);
+        let mut held = url.clone().lock_owned().await;
+        loop {
+            drop(held);
+            held = match url.clone().try_lock_owned() {
+                Ok(held) => {
+                    tokio::time::sleep(GATE_POLL).await;
+                    held
+                }
+                Err(_) => {
+                    // A connect took the lock: one connection attempt.
+                    let now = Instant::now();
+                    let opened = self.sessions.load(Ordering::Relaxed);
+                    if opened != sessions {
+                        sessions = opened;
+                        attempts.clear();
+                    }
+                    attempts.push_back(now);
+                    while attempts.front().is_some_and(|t| now.duration_since(*t) > STORM_WINDOW) {
+                        attempts.pop_front();
+                    }
+                    let mut held = url.clone().lock_owned().await;
+                    if attempts.len() > STORM_ATTEMPTS {
+                        held.clear();
+                        return;
+                    }
+                    held
+                }
+            };
         }
     }
 
@@ -324,6 +418,8 @@ enum Ended {
     Cancelled,
     /// serenity returned.
     Finished(serenity::Result<()>),
+    /// A reconnect storm ([`Shared::pace_gateway`]).
+    Storm,
 }
 
 /// serenity's event handler of one login: turns gateway events into remote events.
@@ -336,12 +432,14 @@ impl EventHandler for Handler {
     async fn ready(&self, ctx: Context, ready: Ready) {
         *lock(&self.shared.cache) = Some(ctx.cache.clone());
         *lock(&self.shared.messenger) = Some(ctx.shard.clone());
+        self.shared.sessions.fetch_add(1, Ordering::Relaxed);
         tracing::info!(login = %self.shared.login, guilds = ready.guilds.len(), "discord gateway ready");
         self.shared.report(LoginState::Connected).await;
     }
 
     async fn resume(&self, _ctx: Context, _event: serenity::all::ResumedEvent) {
         tracing::info!(login = %self.shared.login, "discord gateway session resumed");
+        self.shared.sessions.fetch_add(1, Ordering::Relaxed);
         self.shared.report(LoginState::Connected).await;
     }
 

@@ -3,7 +3,7 @@
 //! GUILD_CREATE per guild of the bot, answers heartbeats, accepts resumes (RESUMED; events
 //! sent while no session was open are not replayed) and forwards the dispatches queued for
 //! the session. Tests can close a session ([`CLOSE`]) or ask the client to reconnect
-//! ([`RECONNECT`], op 7).
+//! ([`RECONNECT`], op 7). While "closing", every websocket is accepted and closed at once.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -34,10 +34,10 @@ pub(crate) async fn serve(listener: TcpListener, inner: Arc<Inner>, stop: Cancel
         let Ok((stream, _)) = accepted else { continue };
         let inner = inner.clone();
         let stop = stop.clone();
-        let down = {
+        let (down, closing) = {
             let mut data = inner.lock();
             data.connections += 1;
-            data.gateway_down
+            (data.gateway_down, data.gateway_closing)
         };
         if down {
             // An outage: the connection is dropped before the websocket handshake.
@@ -45,9 +45,13 @@ pub(crate) async fn serve(listener: TcpListener, inner: Arc<Inner>, stop: Cancel
             continue;
         }
         tokio::spawn(async move {
-            if let Ok(ws) = tokio_tungstenite::accept_async(stream).await {
-                session(ws, inner, stop).await;
+            let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else { return };
+            if closing {
+                // A failing gateway: the websocket opens and is closed straight away.
+                let _ = ws.close(Some(CloseFrame { code: CloseCode::from(4000), reason: Cow::Borrowed("simulated failure") })).await;
+                return;
             }
+            session(ws, inner, stop).await;
         });
     }
 }

@@ -7,11 +7,11 @@
 //! [`DiscordSim::push_message_with_extras`], channels come and go with
 //! [`DiscordSim::add_channel`] / [`DiscordSim::delete_channel`]), disturb the gateway
 //! ([`DiscordSim::drop_gateway_sessions`], [`DiscordSim::request_reconnect`],
-//! [`DiscordSim::set_gateway_down`]), and check what the bridge did
-//! through [`DiscordSim::requests`] / [`DiscordSim::wait_request`] (every REST call with its
-//! body and uploaded files) and [`DiscordSim::messages`]. Like Discord, everything a bot or
-//! webhook sends is echoed on the gateway (webhook messages carry `webhook_id`), and
-//! attachments are served by the simulator itself.
+//! [`DiscordSim::set_gateway_down`], [`DiscordSim::set_gateway_closing`]), and check what
+//! the bridge did through [`DiscordSim::requests`] / [`DiscordSim::wait_request`] (every
+//! REST call with its body and uploaded files) and [`DiscordSim::messages`]. Like Discord,
+//! everything a bot or webhook sends is echoed on the gateway (webhook messages carry
+//! `webhook_id`), and attachments are served by the simulator itself.
 //!
 //! The REST API and the gateway listen on two ports; `GET /api/v10/gateway` tells serenity
 //! where the gateway is. A bridge points serenity at [`DiscordSim::url`].
@@ -356,6 +356,12 @@ impl DiscordSim {
     /// until dropped) or brings it back.
     pub fn set_gateway_down(&self, down: bool) {
         self.data().gateway_down = down;
+    }
+
+    /// Makes the gateway accept every new websocket and close it at once with 4000 (a
+    /// resumable error), before HELLO, or stops doing so. Open sessions stay until dropped.
+    pub fn set_gateway_closing(&self, closing: bool) {
+        self.data().gateway_closing = closing;
     }
 
     /// How many websocket connections the gateway has accepted so far (every reconnect

@@ -106,6 +106,8 @@ pub(crate) struct Data {
     pub connections: u64,
     /// Whether the gateway is down: connections are dropped before the websocket handshake.
     pub gateway_down: bool,
+    /// Whether the gateway closes every websocket at once (code 4000, before HELLO).
+    pub gateway_closing: bool,
     /// How many IDENTIFYs succeeded.
     pub identified: u64,
     /// How many RESUMEs succeeded.

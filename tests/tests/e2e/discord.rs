@@ -662,3 +662,39 @@ async fn a_gateway_outage_is_reported_and_retried_at_a_slow_pace() -> anyhow::Re
     client.disconnect().await;
     Ok(())
 }
+
+#[tokio::test]
+async fn a_gateway_that_closes_every_connection_causes_no_reconnect_storm() -> anyhow::Result<()> {
+    let w = world().await?;
+    let (client, mut rx) = connected(&w).await?;
+
+    // The gateway accepts websockets and closes them at once; serenity alone would resume
+    // in a tight loop (thousands of connections a second) until its heartbeat check fails.
+    w.sim.set_gateway_closing(true);
+    let before = w.sim.gateway_connections();
+    let dropped = tokio::time::Instant::now();
+    w.sim.drop_gateway_sessions();
+    recv(&mut rx, |e| matches!(e, RemoteEvent::StateChanged(LoginState::TransientDisconnect { .. })))
+        .await
+        .map_err(|e| e.context(format!("the disconnect report ({} connections)", w.sim.gateway_connections() - before)))?;
+    assert!(matches!(client.state(), LoginState::TransientDisconnect { .. } | LoginState::Connecting), "{:?}", client.state());
+    // Count the connections over a measured 10-second window.
+    tokio::time::sleep_until(dropped + Duration::from_secs(10)).await;
+    let seen = w.sim.gateway_connections() - before;
+    assert!(seen <= 10, "{seen} gateway connections in 10 s");
+    assert!(seen >= 2, "the bridge kept trying ({seen} connections)");
+
+    // The gateway recovers: a new session, reported, and events flow.
+    w.sim.set_gateway_closing(false);
+    recv(&mut rx, |e| matches!(e, RemoteEvent::StateChanged(LoginState::Connected)))
+        .await
+        .map_err(|e| e.context(format!("the reconnection ({} connections)", w.sim.gateway_connections() - before)))?;
+    let id = w.sim.push_message(w.general, w.alice, "after the storm");
+    recv(&mut rx, |e| is_message(e, id)).await?;
+    assert_eq!(w.sim.gateway_sessions(), 1);
+    client.disconnect().await;
+    // The disconnect closes the session for good: serenity does not resume it.
+    bridge_tests::wait_until(WAIT, "the session to close", || async { Ok((w.sim.gateway_sessions() == 0).then_some(())) }).await?;
+    assert_eq!(w.sim.resumed(), 0);
+    Ok(())
+}
