@@ -67,28 +67,6 @@ fn report(direction: &str, n: usize, elapsed: Duration, mut latencies: Vec<f64>,
     );
 }
 
-/// Joins every invite `user` gets until one of the rooms is the portal with this `m.bridge`
-/// state key (the login's space is invited first). Incremental syncs: a full one may come
-/// from Synapse's cache.
-async fn portal(user: &bridge_tests::TestUser, key: &str) -> anyhow::Result<String> {
-    let mut since: Option<String> = None;
-    bridge_tests::wait_until(WAIT, "the portal", async || {
-        let sync = user.sync_once(since.as_deref()).await?;
-        since = sync["next_batch"].as_str().map(str::to_owned);
-        let invited: Vec<String> = sync["rooms"]["invite"].as_object().map(|r| r.keys().cloned().collect()).unwrap_or_default();
-        for room in invited {
-            user.join(&room).await?;
-        }
-        for room in user.joined_rooms().await? {
-            if user.room_state(&room, "m.bridge", key).await.ok().flatten().is_some() {
-                return Ok(Some(room));
-            }
-        }
-        Ok(None)
-    })
-    .await
-}
-
 async fn run() -> anyhow::Result<()> {
     let n: usize = std::env::var("BENCH_MESSAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(300).clamp(10, 900);
     let net = TestNet::start().await?;
@@ -110,7 +88,8 @@ async fn run() -> anyhow::Result<()> {
     net.add_user("bob", "Bob");
     net.add_chat(ChatSpec::group("g1", "Bench", &["me", "bob"]));
     net.push_message("g1", "bob", MessageSpec::text("warm-up"))?;
-    let room = portal(&user, "test:///g1").await?;
+    // The login's space is invited first: find the portal by its m.bridge state.
+    let room = user.wait_for_bridged_room("test:///g1", WAIT).await?;
     user.wait_for_event(&room, |e| body(e) == "warm-up", WAIT).await?;
     let (idle_rss, _) = rss_kib(bridge_pid)?;
 

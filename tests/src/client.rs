@@ -453,6 +453,32 @@ impl TestUser {
         .await
     }
 
+    /// Joins every invite this user gets until one of their rooms is the portal whose
+    /// `m.bridge` state key is `key` (`<protocol>://<receiver>/<chat>`); returns that room.
+    /// Reads incremental syncs from the start: a repeated full sync may come from Synapse's
+    /// cache and miss new invites.
+    pub async fn wait_for_bridged_room(&self, key: &str, timeout: Duration) -> anyhow::Result<String> {
+        let since = std::sync::Mutex::new(None::<String>);
+        crate::wait_until(timeout, &format!("the room bridged as {key}"), || async {
+            let previous = since.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+            let sync = self.sync_once(previous.as_deref()).await?;
+            if let Some(next) = sync["next_batch"].as_str() {
+                *since.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(next.to_owned());
+            }
+            let invited: Vec<String> = sync["rooms"]["invite"].as_object().map(|r| r.keys().cloned().collect()).unwrap_or_default();
+            for room in invited {
+                self.join(&room).await?;
+            }
+            for room in self.joined_rooms().await? {
+                if self.room_state(&room, "m.bridge", key).await.ok().flatten().is_some() {
+                    return Ok(Some(room));
+                }
+            }
+            Ok(None)
+        })
+        .await
+    }
+
     /// Polls until `user`'s membership in `room` is `membership` (`join`, `invite`, `leave`,
     /// `ban`) and returns that member event's content; fails after `timeout`.
     pub async fn wait_for_membership(

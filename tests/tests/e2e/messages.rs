@@ -102,22 +102,7 @@ impl Syncer {
 /// Joins every invite `user` gets and returns the portal room of `chat` (found by its
 /// `m.bridge` state key).
 pub(crate) async fn portal(user: &TestUser, chat: &str, receiver: &str) -> anyhow::Result<String> {
-    let key = format!("test://{receiver}/{chat}");
-    let mut syncer = Syncer { since: None };
-    wait_until(WAIT, &format!("the portal of {chat}"), async || {
-        let sync = syncer.next(user).await?;
-        let invited: Vec<String> = sync["rooms"]["invite"].as_object().map(|r| r.keys().cloned().collect()).unwrap_or_default();
-        for room in invited {
-            user.join(&room).await?;
-        }
-        for room in user.joined_rooms().await? {
-            if user.room_state(&room, "m.bridge", &key).await.ok().flatten().is_some() {
-                return Ok(Some(room));
-            }
-        }
-        Ok(None)
-    })
-    .await
+    user.wait_for_bridged_room(&format!("test://{receiver}/{chat}"), WAIT).await
 }
 
 /// Waits for a message from `sender` in `room` with this body; returns the event.

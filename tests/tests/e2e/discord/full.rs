@@ -104,23 +104,7 @@ impl Stack {
 /// Joins every invite of `user` until one of their rooms has the `m.bridge` state `key`;
 /// returns that room.
 pub(super) async fn bridged_room(user: &TestUser, key: &str) -> anyhow::Result<String> {
-    // Incremental syncs from the start (full syncs are cached by Synapse for a while).
-    let mut since: Option<String> = None;
-    wait_until(WAIT, &format!("the room bridged as {key}"), async || {
-        let sync = user.sync_once(since.as_deref()).await?;
-        since = sync["next_batch"].as_str().map(str::to_owned).or(since.take());
-        let invited: Vec<String> = sync["rooms"]["invite"].as_object().map(|r| r.keys().cloned().collect()).unwrap_or_default();
-        for room in invited {
-            user.join(&room).await?;
-        }
-        for room in user.joined_rooms().await? {
-            if user.room_state(&room, "m.bridge", key).await.ok().flatten().is_some() {
-                return Ok(Some(room));
-            }
-        }
-        Ok(None)
-    })
-    .await
+    user.wait_for_bridged_room(key, WAIT).await
 }
 
 /// `login token` in `management` with a bot token; waits for the confirmation naming the bot.

@@ -91,23 +91,7 @@ pub(super) fn ghost(remote: &str) -> String {
 /// Joins every invite and returns the portal of `chat` (`receiver` is the login for DMs,
 /// empty for groups), found by its `m.bridge` state key.
 pub(super) async fn portal(user: &TestUser, chat: &str, receiver: &str) -> anyhow::Result<String> {
-    let key = format!("wechat://{receiver}/{chat}");
-    let mut since: Option<String> = None;
-    wait_until(WAIT, &format!("the portal of {chat}"), async || {
-        let sync = user.sync_once(since.as_deref()).await?;
-        since = sync["next_batch"].as_str().map(str::to_owned).or(since.take());
-        let invited: Vec<String> = sync["rooms"]["invite"].as_object().map(|r| r.keys().cloned().collect()).unwrap_or_default();
-        for room in invited {
-            user.join(&room).await?;
-        }
-        for room in user.joined_rooms().await? {
-            if user.room_state(&room, "m.bridge", &key).await.ok().flatten().is_some() {
-                return Ok(Some(room));
-            }
-        }
-        Ok(None)
-    })
-    .await
+    user.wait_for_bridged_room(&format!("wechat://{receiver}/{chat}"), WAIT).await
 }
 
 /// Waits for an event from `sender` in `room` matching `want`.
