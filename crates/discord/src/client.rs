@@ -202,6 +202,7 @@ impl Shared {
 
     /// The gateway loop; returns when cancelled, when the core is gone or on a bad token.
     async fn run(self: Arc<Self>, cancel: CancellationToken) {
+        crate::handle_matrix::load_webhooks(&self).await;
         let mut backoff = Backoff::reconnect();
         let mut failures: u32 = 0;
         loop {

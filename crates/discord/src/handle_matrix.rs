@@ -10,9 +10,12 @@
 //! messages. Where webhooks are not permitted, relayed messages go through the bot with the
 //! core's relay format (`Name: text`).
 //!
-//! Webhooks are created on demand and found again after a restart by listing the channel's
-//! webhooks (Discord returns the token of webhooks the bot created), so nothing needs to be
-//! stored on the bridge's side.
+//! Webhooks are created on demand and kept in the login's store (id and token, under
+//! `webhook/<channel>`), as is the channel whose webhook sent each relayed message
+//! (`webhook-message/<message>`), so that edits and deletions still go through the right
+//! webhook after a restart, and echoes of the webhooks are recognised from the start.
+//! A webhook deleted on Discord is found again by listing the channel's (Discord returns
+//! the token of webhooks the bot created) or created anew.
 
 use bridge_core::network::client::{DeleteHandler, EditHandler, PresenceHandler, ReactionHandler};
 use bridge_core::network::events::ChatRef;
@@ -96,9 +99,15 @@ fn allowed_mentions() -> CreateAllowedMentions {
     CreateAllowedMentions::new().all_users(true).everyone(false).all_roles(false)
 }
 
-/// The webhook of a channel: cached, else the bot's existing one, else a new one.
+/// The webhook of a channel: cached, else stored, else the bot's existing one, else a new one.
 async fn webhook(shared: &Shared, channel: ChannelId) -> Result<(u64, String), NetworkError> {
     if let Some(hook) = lock(&shared.webhooks).get(&channel).cloned() {
+        return Ok(hook);
+    }
+    let key = format!("webhook/{channel}");
+    if let Ok(Some(hook)) = shared.events.store().get::<(u64, String)>(&key).await {
+        lock(&shared.own.webhooks).insert(hook.0);
+        lock(&shared.webhooks).insert(channel, hook.clone());
         return Ok(hook);
     }
     let name = shared.config.webhook_name.clone();
@@ -118,7 +127,35 @@ async fn webhook(shared: &Shared, channel: ChannelId) -> Result<(u64, String), N
     let hook = (webhook.id.get(), token);
     lock(&shared.own.webhooks).insert(hook.0);
     lock(&shared.webhooks).insert(channel, hook.clone());
+    if let Err(e) = shared.events.store().set(&key, &hook).await {
+        tracing::warn!(%channel, error = %e, "could not store a channel's webhook");
+    }
     Ok(hook)
+}
+
+/// The webhook that sent `message`, if one of ours did: remembered at sending, and kept
+/// across restarts as the channel whose webhook it was.
+async fn webhook_of_message(shared: &Shared, message: serenity::all::MessageId) -> Option<(u64, String)> {
+    if let Some(hook) = lock(&shared.webhook_messages).get(&message).cloned() {
+        return Some(hook);
+    }
+    let channel: u64 = shared.events.store().get(&format!("webhook-message/{message}")).await.ok().flatten()?;
+    webhook(shared, ChannelId::new(channel)).await.ok()
+}
+
+/// Loads the stored webhooks of this login, so their echoes are recognised at once.
+pub(crate) async fn load_webhooks(shared: &Shared) {
+    match shared.events.store().list::<(u64, String)>("webhook/").await {
+        Ok(hooks) => {
+            for (key, hook) in hooks {
+                lock(&shared.own.webhooks).insert(hook.0);
+                if let Some(channel) = key.strip_prefix("webhook/").and_then(|c| c.parse::<u64>().ok()).filter(|c| *c != 0) {
+                    lock(&shared.webhooks).insert(ChannelId::new(channel), hook);
+                }
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "could not load the stored webhooks"),
+    }
 }
 
 /// Sends a message (see the module doc for the routing).
@@ -182,6 +219,9 @@ pub(crate) async fn send_message(shared: &Shared, message: OutgoingMessage) -> R
                     let sent = timed(shared.http.execute_webhook(WebhookId::new(id), thread, &token, true, files, &body)).await?;
                     let sent = sent.ok_or_else(|| NetworkError::Remote("Discord did not return the message".to_owned()))?;
                     lock(&shared.webhook_messages).insert(sent.id, (id, token.clone()));
+                    if let Err(e) = shared.events.store().set(&format!("webhook-message/{}", sent.id), &channel.get()).await {
+                        tracing::warn!(message = %sent.id, error = %e, "could not remember a webhook message");
+                    }
                     if let Some(thread) = thread {
                         shared.note_thread_message(sent.id, thread);
                     }
@@ -259,7 +299,7 @@ impl EditHandler for DiscordClient {
         if text.chars().count() > MESSAGE_LIMIT {
             return Err(NetworkError::BadInput("the edited message is over Discord's 2,000-character limit".to_owned()));
         }
-        let hook = lock(&shared.webhook_messages).get(&message).cloned();
+        let hook = webhook_of_message(shared, message).await;
         let in_channel = shared.channel_of(channel, message);
         let thread = (in_channel != channel).then_some(in_channel);
         let channel = in_channel;
@@ -283,17 +323,20 @@ impl DeleteHandler for DiscordClient {
         let shared = &self.shared;
         let channel = ids::parse_chat(&chat.id)?;
         let message = ids::parse_message(id)?;
-        let hook = lock(&shared.webhook_messages).get(&message).cloned();
+        let hook = webhook_of_message(shared, message).await;
         let in_channel = shared.channel_of(channel, message);
         let thread = (in_channel != channel).then_some(in_channel);
         let channel = in_channel;
         lock(&shared.deleting).insert(message);
         let result = match hook {
-            Some((id, token)) => timed(shared.http.delete_webhook_message(WebhookId::new(id), thread, &token, message)).await,
+            Some((id, ref token)) => timed(shared.http.delete_webhook_message(WebhookId::new(id), thread, token, message)).await,
             None => timed(shared.http.delete_message(channel, message, None)).await,
         };
         if result.is_err() {
             lock(&shared.deleting).remove(&message);
+        } else if hook.is_some() {
+            lock(&shared.webhook_messages).remove(&message);
+            let _ = shared.events.store().delete(&format!("webhook-message/{message}")).await;
         }
         result
     }

@@ -172,3 +172,64 @@ async fn guild_modes_survive_a_restart_of_the_bridge() -> anyhow::Result<()> {
     })
     .await
 }
+
+/// A relayed message sent through the channel's webhook is edited and deleted through that
+/// same webhook after a restart of the bridge (the webhook and the message's origin are
+/// stored), and the bridge does not list or create webhooks again.
+#[tokio::test]
+async fn relayed_messages_keep_their_webhook_across_a_restart() -> anyhow::Result<()> {
+    let mut stack = Stack::start().await?;
+    let s = &stack;
+    let (room, bob, original) = logged(s, async {
+        let room = s.bridged().await?;
+        s.command_in(&room, "!dc set-relay").await?;
+        let bob = s.bridge.synapse.register_user(&random_localpart("bob"), false).await?;
+        bob.set_display_name("Bob").await?;
+        s.user.invite(&room, bob.user_id()).await?;
+        bob.join(&room).await?;
+        let original = bob.send_text(&room, "first version").await?;
+        s.w.sim.wait_request(WAIT, "the webhook execution", |r| r.method == "POST" && r.path.starts_with("/webhooks/")).await?;
+        Ok((room, bob, original))
+    })
+    .await?;
+    let hooks = stack.w.sim.webhooks(stack.w.general);
+    assert_eq!(hooks.len(), 1, "{hooks:?}");
+
+    let stopped = stack.bridge.stop().await;
+    let before_restart = stack.w.sim.requests().len();
+    let restarted = match stopped {
+        Ok(()) => stack.bridge.run().await,
+        Err(e) => Err(e),
+    };
+    let s = &stack;
+    logged(s, async {
+        restarted?;
+        wait_until(WAIT, "a new gateway session", || async { Ok((s.w.sim.identified() == 2).then_some(())) }).await?;
+        let edit = serde_json::json!({
+            "msgtype": "m.text",
+            "body": "* second version",
+            "m.new_content": { "msgtype": "m.text", "body": "second version" },
+            "m.relates_to": { "rel_type": "m.replace", "event_id": original },
+        });
+        bob.send_event(&room, "m.room.message", edit).await?;
+        let patched = s
+            .w
+            .sim
+            .wait_request(WAIT, "the edit through the webhook", |r| r.method == "PATCH" && r.path.starts_with("/webhooks/"))
+            .await?;
+        assert!(patched.body["content"].as_str().is_some_and(|c| c.contains("second version")), "{:?}", patched.body);
+        bob.redact(&room, &original, None).await?;
+        s.w.sim
+            .wait_request(WAIT, "the deletion through the webhook", |r| r.method == "DELETE" && r.path.starts_with("/webhooks/"))
+            .await?;
+        let after: Vec<_> = s.w.sim.requests().into_iter().skip(before_restart).collect();
+        assert!(
+            !after.iter().any(|r| r.path.ends_with("/webhooks") && r.path.starts_with("/channels/")),
+            "no webhook is listed or created after the restart: {:?}",
+            after.iter().map(|r| format!("{} {}", r.method, r.path)).collect::<Vec<_>>()
+        );
+        assert_eq!(s.w.sim.webhooks(s.w.general).len(), 1);
+        Ok(())
+    })
+    .await
+}

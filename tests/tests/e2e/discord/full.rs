@@ -32,7 +32,7 @@ pub(super) fn is_bot_notice(event: &Value) -> bool {
 }
 
 /// Runs a test body; on failure prints the end of the bridge's log.
-pub(super) async fn logged<F: std::future::Future<Output = anyhow::Result<()>>>(stack: &Stack, body: F) -> anyhow::Result<()> {
+pub(super) async fn logged<T, F: std::future::Future<Output = anyhow::Result<T>>>(stack: &Stack, body: F) -> anyhow::Result<T> {
     let result = body.await;
     if result.is_err() {
         eprintln!("bridge log:\n{}", tail(&stack.bridge.log(), 150));
