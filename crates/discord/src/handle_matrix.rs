@@ -245,7 +245,7 @@ pub(crate) async fn send_message(shared: &Shared, message: OutgoingMessage) -> R
         let mut builder = CreateMessage::new().content(part).allowed_mentions(allowed_mentions());
         if index == 0 {
             if let Some(reply) = reply {
-                builder = builder.reference_message((shared.channel_of(target, reply), reply));
+                builder = builder.reference_message((shared.channel_of(target, reply).await, reply));
             }
         }
         if index + 1 == count {
@@ -300,7 +300,7 @@ impl EditHandler for DiscordClient {
             return Err(NetworkError::BadInput("the edited message is over Discord's 2,000-character limit".to_owned()));
         }
         let hook = webhook_of_message(shared, message).await;
-        let in_channel = shared.channel_of(channel, message);
+        let in_channel = shared.channel_of(channel, message).await;
         let thread = (in_channel != channel).then_some(in_channel);
         let channel = in_channel;
         match hook {
@@ -324,7 +324,7 @@ impl DeleteHandler for DiscordClient {
         let channel = ids::parse_chat(&chat.id)?;
         let message = ids::parse_message(id)?;
         let hook = webhook_of_message(shared, message).await;
-        let in_channel = shared.channel_of(channel, message);
+        let in_channel = shared.channel_of(channel, message).await;
         let thread = (in_channel != channel).then_some(in_channel);
         let channel = in_channel;
         lock(&shared.deleting).insert(message);
@@ -356,13 +356,13 @@ impl ReactionHandler for DiscordClient {
 
     async fn add_reaction(&self, chat: &ChatRef, target: &RemoteMessageId, emoji: &EmojiId) -> Result<(), NetworkError> {
         let message = ids::parse_message(target)?;
-        let channel = self.shared.channel_of(ids::parse_chat(&chat.id)?, message);
+        let channel = self.shared.channel_of(ids::parse_chat(&chat.id)?, message).await;
         timed(self.shared.http.create_reaction(channel, message, &ids::parse_emoji(emoji))).await
     }
 
     async fn remove_reaction(&self, chat: &ChatRef, target: &RemoteMessageId, emoji: &EmojiId) -> Result<(), NetworkError> {
         let message = ids::parse_message(target)?;
-        let channel = self.shared.channel_of(ids::parse_chat(&chat.id)?, message);
+        let channel = self.shared.channel_of(ids::parse_chat(&chat.id)?, message).await;
         timed(self.shared.http.delete_reaction_me(channel, message, &ids::parse_emoji(emoji))).await
     }
 }

@@ -66,21 +66,34 @@ impl Shared {
         }
     }
 
-    /// Remembers that `message` sits in `thread`.
-    /// Forgets them all past [`THREAD_MESSAGES_KEPT`] (older thread messages then act on the
-    /// parent channel, which Discord refuses: a rare, logged failure rather than unbounded
-    /// memory).
+    /// Remembers that `message` sits in `thread`: in memory (forgotten past
+    /// [`THREAD_MESSAGES_KEPT`]) and in the login's store (`thread-message/<message>`), so that
+    /// edits, deletions and reactions reach the thread after a restart too.
     pub(crate) fn note_thread_message(&self, message: MessageId, thread: ChannelId) {
-        let mut known = lock(&self.thread_messages);
-        if known.len() >= THREAD_MESSAGES_KEPT {
-            known.clear();
+        {
+            let mut known = lock(&self.thread_messages);
+            if known.len() >= THREAD_MESSAGES_KEPT {
+                known.clear();
+            }
+            known.insert(message, thread);
         }
-        known.insert(message, thread);
+        let store = self.events.store().clone();
+        tokio::spawn(async move {
+            if let Err(e) = store.set(&format!("thread-message/{message}"), &thread.get()).await {
+                tracing::warn!(%message, error = %e, "could not remember a thread message");
+            }
+        });
     }
 
     /// The channel `message` sits in: its thread if known, else `chat`'s channel.
-    pub(crate) fn channel_of(&self, chat: ChannelId, message: MessageId) -> ChannelId {
-        lock(&self.thread_messages).get(&message).copied().unwrap_or(chat)
+    pub(crate) async fn channel_of(&self, chat: ChannelId, message: MessageId) -> ChannelId {
+        if let Some(thread) = lock(&self.thread_messages).get(&message).copied() {
+            return thread;
+        }
+        match self.events.store().get::<u64>(&format!("thread-message/{message}")).await {
+            Ok(Some(thread)) if thread != 0 => ChannelId::new(thread),
+            _ => chat,
+        }
     }
 }
 

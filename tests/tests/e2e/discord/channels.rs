@@ -233,3 +233,55 @@ async fn relayed_messages_keep_their_webhook_across_a_restart() -> anyhow::Resul
     })
     .await
 }
+
+/// A Matrix thread reply sent into a Discord thread is still edited, reacted to and deleted
+/// in that thread after a restart of the bridge (which thread a message sits in is stored).
+#[tokio::test]
+async fn thread_messages_are_found_in_their_thread_after_a_restart() -> anyhow::Result<()> {
+    let mut stack = Stack::start().await?;
+    let s = &stack;
+    let (room, thread, sent, id) = logged(s, async {
+        let room = s.bridged().await?;
+        let alice = ghost(s.w.alice);
+        let starter = s.w.sim.push_message(s.w.general, s.w.alice, "start here");
+        let root = s.wait(&room, |e| e["sender"] == alice.as_str() && body(e) == "start here").await?;
+        let thread = s.w.sim.add_thread(s.w.general, starter, "side talk");
+        let root_id = root["event_id"].as_str().unwrap_or_default().to_owned();
+        let reply = serde_json::json!({
+            "msgtype": "m.text",
+            "body": "answer in thread",
+            "m.relates_to": { "rel_type": "m.thread", "event_id": root_id, "is_falling_back": true, "m.in_reply_to": { "event_id": root_id } },
+        });
+        let sent = s.user.send_event(&room, "m.room.message", reply).await?;
+        let id = wait_until(WAIT, "the thread message", || async { Ok(s.discord_message(thread, "answer in thread")) }).await?;
+        Ok((room, thread, sent, id))
+    })
+    .await?;
+
+    let stopped = stack.bridge.stop().await;
+    let restarted = match stopped {
+        Ok(()) => stack.bridge.run().await,
+        Err(e) => Err(e),
+    };
+    let s = &stack;
+    logged(s, async {
+        restarted?;
+        wait_until(WAIT, "a new gateway session", || async { Ok((s.w.sim.identified() == 2).then_some(())) }).await?;
+        let edit = serde_json::json!({
+            "msgtype": "m.text",
+            "body": "* answer edited",
+            "m.new_content": { "msgtype": "m.text", "body": "answer edited" },
+            "m.relates_to": { "rel_type": "m.replace", "event_id": sent },
+        });
+        s.user.send_event(&room, "m.room.message", edit).await?;
+        s.w.sim.wait_request(WAIT, "the edit in the thread", |r| r.method == "PATCH" && r.path == format!("/channels/{thread}/messages/{id}")).await?;
+        let reaction = serde_json::json!({ "m.relates_to": { "rel_type": "m.annotation", "event_id": sent, "key": "👍" } });
+        s.user.send_event(&room, "m.reaction", reaction).await?;
+        let prefix = format!("/channels/{thread}/messages/{id}/reactions/");
+        s.w.sim.wait_request(WAIT, "the reaction in the thread", |r| r.method == "PUT" && r.path.starts_with(&prefix)).await?;
+        s.user.redact(&room, &sent, None).await?;
+        s.w.sim.wait_request(WAIT, "the deletion in the thread", |r| r.method == "DELETE" && r.path == format!("/channels/{thread}/messages/{id}")).await?;
+        Ok(())
+    })
+    .await
+}
