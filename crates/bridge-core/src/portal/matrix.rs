@@ -123,38 +123,28 @@ impl Actor {
         }
     }
 
-    /// The public URL of `user`'s avatar in `room` (their member event, else their
-    /// profile), when public media is enabled.
-    async fn public_avatar(&self, room: &RoomId, user: &UserId) -> Option<String> {
-        let public = self.bridge.public_media.as_ref()?;
+    /// The display name and avatar of `user` in `room`: their member event there, else
+    /// their global profile, else their localpart and no avatar.
+    async fn sender_profile(&self, room: &RoomId, user: &UserId) -> (String, Option<String>) {
         let bot = self.bridge.bot_intent();
-        let from_member = match bot.get_state_event(room, "m.room.member".into(), user.as_str()).await {
-            Ok(Some(raw)) => {
-                let content: Value = serde_json::from_str(raw.json().get()).unwrap_or(Value::Null);
-                str_at(&content, "/avatar_url").filter(|a| !a.is_empty()).map(str::to_owned)
-            }
-            _ => None,
+        let member = match bot.get_state_event(room, "m.room.member".into(), user.as_str()).await {
+            Ok(Some(raw)) => serde_json::from_str(raw.json().get()).unwrap_or(Value::Null),
+            _ => Value::Null,
         };
-        let mxc = match from_member {
-            Some(mxc) => mxc,
-            None => bot.get_profile(user).await.ok()?.avatar_url?.to_string(),
-        };
-        public.url_for(&ruma::OwnedMxcUri::from(mxc))
+        let field = |key: &str| str_at(&member, key).filter(|v| !v.is_empty()).map(str::to_owned);
+        let (name, avatar) = (field("/displayname"), field("/avatar_url"));
+        if name.is_some() && avatar.is_some() {
+            return (name.unwrap_or_default(), avatar);
+        }
+        let profile = bot.get_profile(user).await.ok();
+        let name = name.or_else(|| profile.as_ref().and_then(|p| p.displayname.clone())).unwrap_or_else(|| user.localpart().to_owned());
+        let avatar = avatar.or_else(|| profile.and_then(|p| p.avatar_url).map(|a| a.to_string()));
+        (name, avatar)
     }
 
     /// The display name of `user` in `room` (for relayed messages).
     async fn display_name(&self, room: &RoomId, user: &UserId) -> String {
-        let bot = self.bridge.bot_intent();
-        if let Ok(Some(raw)) = bot.get_state_event(room, "m.room.member".into(), user.as_str()).await {
-            let content: Value = serde_json::from_str(raw.json().get()).unwrap_or(Value::Null);
-            if let Some(name) = str_at(&content, "/displayname").filter(|n| !n.is_empty()) {
-                return name.to_owned();
-            }
-        }
-        match bot.get_profile(user).await {
-            Ok(profile) => profile.displayname.unwrap_or_else(|| user.localpart().to_owned()),
-            Err(_) => user.localpart().to_owned(),
-        }
+        self.sender_profile(room, user).await.0
     }
 
     /// The remote message an event ID stands for in this portal.
@@ -191,14 +181,17 @@ impl Actor {
             Some(e) => self.mapped(e).await?.map(|m| RemoteMessageId(m.remote_id)),
             None => None,
         };
+        // The sender's name (for relayed messages) and avatar (for networks that show it),
+        // read once and only when needed.
+        let public = self.bridge.public_media.as_ref();
+        let (name, avatar) = if relay || public.is_some() { self.sender_profile(room, sender).await } else { (String::new(), None) };
         let relayed_from = if relay {
-            let name = self.display_name(room, sender).await;
             out = relay_format(out, &self.bridge.settings.relay.message_format, &name, sender.as_str());
             Some(name)
         } else {
             None
         };
-        let avatar_url = self.public_avatar(room, sender).await;
+        let avatar_url = public.zip(avatar).and_then(|(public, mxc)| public.url_for(&ruma::OwnedMxcUri::from(mxc)));
         let message = OutgoingMessage { chat: self.chat(), content: out, reply_to, thread_root: thread_root.clone(), relayed_from, avatar_url };
         let sent = live.client.send_message(message).await.map_err(|e| Failure::from(PortalError::from(e)))?;
         let row = Message {
