@@ -211,3 +211,37 @@ fn example_configs_in_configs_dir_are_in_sync() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// The README's command to run the bridges for real (`scripts/run`) works: it starts
+/// Synapse and each bridge on its generated config, and they all answer
+/// (`BRIDGE_RUN_CHECK=1` makes it check that and exit; the other variables move it to a
+/// temporary directory and free ports).
+#[tokio::test]
+async fn the_run_script_starts_synapse_and_every_bridge() -> anyhow::Result<()> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let data = tempfile::Builder::new().prefix("bridge-run-").tempdir()?;
+    let first_bridge_port = bridge_tests::free_port()?;
+    // The bridges as this package builds them (same `main`), so the script need not run
+    // cargo inside the test.
+    let bins = tempfile::Builder::new().prefix("bridge-bins-").tempdir()?;
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_bridge-discord-e2e"), bins.path().join("bridge-discord"))?;
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_bridge-wechat-e2e"), bins.path().join("bridge-wechat"))?;
+    let mut command = tokio::process::Command::new(root.join("scripts/run"));
+    command
+        .current_dir(&root)
+        .env("BRIDGE_RUN_CHECK", "1")
+        .env("BRIDGE_RUN_BIN_DIR", bins.path())
+        .env("BRIDGE_RUN_DATA", data.path())
+        .env("BRIDGE_RUN_PORT", bridge_tests::free_port()?.to_string())
+        // Two consecutive ports for the two bridges; a clash fails the check, not silently.
+        .env("BRIDGE_RUN_BRIDGE_PORT", first_bridge_port.to_string())
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(std::time::Duration::from_secs(600), command.output()).await??;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "scripts/run failed ({}):\n{stderr}", output.status);
+    assert!(stderr.contains("check: bridge-discord is running"), "{stderr}");
+    assert!(stderr.contains("check: bridge-wechat is running"), "{stderr}");
+    assert!(stderr.contains("check passed"), "{stderr}");
+    Ok(())
+}
