@@ -478,7 +478,7 @@ impl EventHandler for Handler {
         let update = {
             let names = shared.names(event.mentions.as_deref().unwrap_or(&[]), event.guild_id);
             let converted = markdown_to_matrix(content, &names);
-            let timestamp = event.edited_timestamp.map_or(0, |t| t.unix_timestamp() * 1000);
+            let timestamp = event.edited_timestamp.map_or(0, |t| crate::ids::millis(&t));
             RemoteEvent::Edit {
                 chat,
                 id: ids::message_id(event.id),

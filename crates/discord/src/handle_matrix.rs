@@ -267,7 +267,7 @@ fn sent_message(message: &serenity::all::Message) -> SentMessage {
     SentMessage {
         id: ids::message_id(message.id),
         part: PartId::from(""),
-        timestamp: message.timestamp.unix_timestamp() * 1000,
+        timestamp: ids::millis(&message.timestamp),
     }
 }
 

@@ -148,7 +148,7 @@ pub fn message_event(message: &Message, names: &Names<'_>, login: &LoginId, bot:
         chat: chat_ref(message.channel_id, message.guild_id, login),
         id: ids::message_id(message.id),
         sender: Sender { user: ids::user_id(message.author.id), is_from_me: message.author.id == bot },
-        timestamp: message.timestamp.unix_timestamp() * 1000,
+        timestamp: ids::millis(&message.timestamp),
         parts: message_parts(message, names),
         reply_to: message.message_reference.as_ref().and_then(|r| r.message_id).map(ids::message_id),
         thread_root: None,
@@ -159,7 +159,7 @@ pub fn message_event(message: &Message, names: &Names<'_>, login: &LoginId, bot:
 /// change).
 pub fn edit_event(message: &Message, names: &Names<'_>, login: &LoginId, bot: UserId) -> RemoteEvent {
     let parts = message_parts(message, names).into_iter().filter(|p| p.id.as_str().is_empty()).collect();
-    let timestamp = message.edited_timestamp.unwrap_or(message.timestamp).unix_timestamp() * 1000;
+    let timestamp = ids::millis(&message.edited_timestamp.unwrap_or(message.timestamp));
     RemoteEvent::Edit {
         chat: chat_ref(message.channel_id, message.guild_id, login),
         id: ids::message_id(message.id),

@@ -91,9 +91,21 @@ pub fn parse_emoji(id: &EmojiId) -> ReactionType {
     ReactionType::Unicode(id.as_str().to_owned())
 }
 
+/// Milliseconds since the Unix epoch of a Discord timestamp (which has millisecond
+/// precision; serenity's `unix_timestamp` drops it).
+pub fn millis(timestamp: &serenity::all::Timestamp) -> i64 {
+    i64::try_from(timestamp.unix_timestamp_nanos() / 1_000_000).unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamps_keep_their_milliseconds() {
+        let t = serenity::all::Timestamp::parse("2016-04-30T11:18:25.796Z").expect("timestamp");
+        assert_eq!(millis(&t), 1_462_015_105_796);
+    }
 
     #[test]
     fn snowflakes_round_trip() {
