@@ -124,6 +124,25 @@ pub fn postgres_url() -> Option<String> {
     )
 }
 
+/// Receives the events a network client reports (as the core would) until one matches
+/// `want`, skipping the others; fails after `timeout` or when the channel closes.
+pub async fn next_remote_event(
+    events: &mut tokio::sync::mpsc::Receiver<(bridge_core::network::LoginId, bridge_core::network::RemoteEvent)>,
+    timeout: Duration,
+    want: impl Fn(&bridge_core::network::RemoteEvent) -> bool,
+) -> anyhow::Result<bridge_core::network::RemoteEvent> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let (_, event) = tokio::time::timeout_at(deadline, events.recv())
+            .await
+            .map_err(|_| anyhow::anyhow!("timed out waiting for a matching remote event"))?
+            .ok_or_else(|| anyhow::anyhow!("the event channel closed"))?;
+        if want(&event) {
+            return Ok(event);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -84,16 +84,7 @@ async fn load_with(connector: &DiscordConnector, bot: u64, token: &str) -> anyho
 
 /// Receives events until one matches `pred` (others are skipped); fails after [`WAIT`].
 async fn recv(rx: &mut Events, pred: impl Fn(&RemoteEvent) -> bool) -> anyhow::Result<RemoteEvent> {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let (_, event) = tokio::time::timeout_at(deadline, rx.recv())
-            .await
-            .map_err(|_| anyhow::anyhow!("timed out waiting for a matching remote event"))?
-            .ok_or_else(|| anyhow::anyhow!("event channel closed"))?;
-        if pred(&event) {
-            return Ok(event);
-        }
-    }
+    bridge_tests::next_remote_event(rx, WAIT, pred).await
 }
 
 fn is_message(event: &RemoteEvent, id: u64) -> bool {

@@ -77,16 +77,7 @@ async fn load(
 
 /// Receives events until one matches `pred` (others are skipped); fails after [`WAIT`].
 async fn recv(rx: &mut mpsc::Receiver<(LoginId, RemoteEvent)>, pred: impl Fn(&RemoteEvent) -> bool) -> anyhow::Result<RemoteEvent> {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let (_, event) = tokio::time::timeout_at(deadline, rx.recv())
-            .await
-            .map_err(|_| anyhow::anyhow!("timed out waiting for a matching remote event"))?
-            .ok_or_else(|| anyhow::anyhow!("event channel closed"))?;
-        if pred(&event) {
-            return Ok(event);
-        }
-    }
+    bridge_tests::next_remote_event(rx, WAIT, pred).await
 }
 
 fn is_state(event: &RemoteEvent, want: fn(&LoginState) -> bool) -> bool {

@@ -122,16 +122,7 @@ async fn next_event(
     events: &mut mpsc::Receiver<(LoginId, RemoteEvent)>,
     want: impl Fn(&RemoteEvent) -> bool,
 ) -> anyhow::Result<RemoteEvent> {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let Ok(item) = tokio::time::timeout_at(deadline, events.recv()).await else {
-            anyhow::bail!("timed out waiting for an event");
-        };
-        let (_, event) = item.ok_or_else(|| anyhow::anyhow!("event queue closed"))?;
-        if want(&event) {
-            return Ok(event);
-        }
-    }
+    bridge_tests::next_remote_event(events, WAIT, want).await
 }
 
 fn is_message(id: &str) -> impl Fn(&RemoteEvent) -> bool + '_ {

@@ -19,6 +19,15 @@ async fn space_children(user: &bridge_tests::TestUser, space: &str) -> anyhow::R
         .collect())
 }
 
+/// Stops the bridge process and starts it again; returns once it has a new gateway session
+/// (the second identify of the test's bot).
+async fn restart(stack: &mut Stack) -> anyhow::Result<()> {
+    stack.bridge.stop().await?;
+    stack.bridge.run().await?;
+    let sim = &stack.w.sim;
+    wait_until(WAIT, "a new gateway session", || async { Ok((sim.identified() == 2).then_some(())) }).await
+}
+
 fn string_at<'a>(value: &'a Option<Value>, key: &str) -> Option<&'a str> {
     value.as_ref().and_then(|v| v[key].as_str())
 }
@@ -195,16 +204,11 @@ async fn relayed_messages_keep_their_webhook_across_a_restart() -> anyhow::Resul
     let hooks = stack.w.sim.webhooks(stack.w.general);
     assert_eq!(hooks.len(), 1, "{hooks:?}");
 
-    let stopped = stack.bridge.stop().await;
     let before_restart = stack.w.sim.requests().len();
-    let restarted = match stopped {
-        Ok(()) => stack.bridge.run().await,
-        Err(e) => Err(e),
-    };
+    let restarted = restart(&mut stack).await;
     let s = &stack;
     logged(s, async {
         restarted?;
-        wait_until(WAIT, "a new gateway session", || async { Ok((s.w.sim.identified() == 2).then_some(())) }).await?;
         let edit = serde_json::json!({
             "msgtype": "m.text",
             "body": "* second version",
@@ -258,15 +262,10 @@ async fn thread_messages_are_found_in_their_thread_after_a_restart() -> anyhow::
     })
     .await?;
 
-    let stopped = stack.bridge.stop().await;
-    let restarted = match stopped {
-        Ok(()) => stack.bridge.run().await,
-        Err(e) => Err(e),
-    };
+    let restarted = restart(&mut stack).await;
     let s = &stack;
     logged(s, async {
         restarted?;
-        wait_until(WAIT, "a new gateway session", || async { Ok((s.w.sim.identified() == 2).then_some(())) }).await?;
         let edit = serde_json::json!({
             "msgtype": "m.text",
             "body": "* answer edited",
