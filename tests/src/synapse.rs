@@ -177,6 +177,15 @@ impl Synapse {
         Ok(())
     }
 
+    /// Starts Synapse again after [`Synapse::stop`], with the same config, directory and
+    /// port (does nothing if it runs).
+    pub async fn start_again(&mut self) -> anyhow::Result<()> {
+        if self.is_running() {
+            return Ok(());
+        }
+        self.spawn_and_wait().await
+    }
+
     /// Stops Synapse and starts it again with the same config, directory and port. Data
     /// survives only with [`SynapseOptions::persistent`].
     pub async fn restart(&mut self) -> anyhow::Result<()> {

@@ -290,8 +290,11 @@ fn init_tracing(logging: &LoggingConfig) -> Result<(), String> {
         _ => EnvFilter::try_new(&logging.level)
             .map_err(|e| format!("logging.level is not a valid log filter: {e}"))?,
     };
+    // Colour codes only on a terminal: a log file or `docker logs` gets plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     // A subscriber may already be installed (tests, embedding); keep it then.
     let _ = match logging.format {

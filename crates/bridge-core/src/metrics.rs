@@ -47,6 +47,7 @@ pub struct Metrics {
     events_failed: AtomicU64,
     event_handle_micros: AtomicU64,
     remote_events: AtomicU64,
+    remote_parked: AtomicU64,
 }
 
 /// Values read at scrape time rather than counted.
@@ -56,6 +57,10 @@ pub struct Gauges {
     pub inbox_backlog: u64,
     /// Logins with a live client.
     pub logins: u64,
+    /// Remote events waiting in the store for the homeserver.
+    pub remote_backlog: u64,
+    /// Portal actors running (portals with recent work).
+    pub portal_actors: u64,
 }
 
 impl Metrics {
@@ -79,6 +84,11 @@ impl Metrics {
         self.remote_events.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Counts a remote event parked while the homeserver was unreachable.
+    pub fn remote_parked(&self) {
+        self.remote_parked.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Renders every metric in the Prometheus text format.
     pub fn render(&self, gauges: Gauges) -> String {
         let mut out = String::with_capacity(2048);
@@ -97,8 +107,14 @@ impl Metrics {
         let _ = writeln!(out, "bridge_matrix_event_handle_seconds_total {:.6}", get(&self.event_handle_micros) as f64 / 1e6);
         header(&mut out, "bridge_remote_events_total", "counter", "Events reported by the remote network.");
         let _ = writeln!(out, "bridge_remote_events_total {}", get(&self.remote_events));
+        header(&mut out, "bridge_remote_events_parked_total", "counter", "Remote events that waited in the store for the homeserver.");
+        let _ = writeln!(out, "bridge_remote_events_parked_total {}", get(&self.remote_parked));
+        header(&mut out, "bridge_remote_backlog", "gauge", "Remote events waiting in the store for the homeserver.");
+        let _ = writeln!(out, "bridge_remote_backlog {}", gauges.remote_backlog);
         header(&mut out, "bridge_inbox_backlog", "gauge", "Events stored but not yet handled.");
         let _ = writeln!(out, "bridge_inbox_backlog {}", gauges.inbox_backlog);
+        header(&mut out, "bridge_portal_actors", "gauge", "Portals with a running actor (recent work).");
+        let _ = writeln!(out, "bridge_portal_actors {}", gauges.portal_actors);
         header(&mut out, "bridge_logins", "gauge", "Logins with a live network client.");
         let _ = writeln!(out, "bridge_logins {}", gauges.logins);
         if let Some(rss) = resident_memory_bytes() {
@@ -131,7 +147,7 @@ mod tests {
         m.transaction(TxnOutcome::Accepted, 3, 1);
         m.transaction(TxnOutcome::Unauthorized, 0, 0);
         m.event_handled(true, std::time::Duration::from_millis(5));
-        let text = m.render(Gauges { inbox_backlog: 2, logins: 1 });
+        let text = m.render(Gauges { inbox_backlog: 2, logins: 1, ..Gauges::default() });
         for line in [
             "bridge_transactions_total{outcome=\"accepted\"} 1",
             "bridge_transactions_total{outcome=\"unauthorized\"} 1",

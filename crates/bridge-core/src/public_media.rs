@@ -93,12 +93,27 @@ async fn get_media(State(bridge): State<Arc<Bridge>>, Path((server, media_id, si
         return (StatusCode::NOT_FOUND, "no such media").into_response();
     }
     let mxc = ruma::OwnedMxcUri::from(format!("mxc://{server}/{media_id}"));
-    match bridge.bot_intent().download(&mxc).await {
-        Ok((data, content_type)) => (
-            [(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "public, max-age=86400, immutable".to_owned())],
-            data,
-        )
-            .into_response(),
+    match bridge.bot_intent().download_stream(&mxc).await {
+        Ok((response, content_type)) => {
+            // As the homeserver serves media: nothing it serves may run as a page of ours.
+            let disposition = if is_inline_safe(&content_type) { "inline" } else { "attachment" };
+            let length = response.content_length();
+            let mut answer = (
+                [
+                    (header::CONTENT_TYPE, content_type),
+                    (header::CACHE_CONTROL, "public, max-age=86400, immutable".to_owned()),
+                    (header::CONTENT_SECURITY_POLICY, "sandbox; default-src 'none'; script-src 'none'; plugin-types application/pdf; style-src 'unsafe-inline'; media-src 'self'; object-src 'self';".to_owned()),
+                    (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
+                    (header::CONTENT_DISPOSITION, disposition.to_owned()),
+                ],
+                axum::body::Body::from_stream(response.bytes_stream()),
+            )
+                .into_response();
+            if let Some(length) = length {
+                answer.headers_mut().insert(header::CONTENT_LENGTH, length.into());
+            }
+            answer
+        }
         Err(e) => {
             tracing::warn!(%mxc, error = %e, "could not fetch public media from the homeserver");
             (StatusCode::BAD_GATEWAY, "the homeserver did not return this media").into_response()
@@ -106,9 +121,29 @@ async fn get_media(State(bridge): State<Arc<Bridge>>, Path((server, media_id, si
     }
 }
 
+/// Whether media of this type may be shown inline (images and media that cannot carry
+/// script); everything else is served as an attachment.
+fn is_inline_safe(content_type: &str) -> bool {
+    let essence = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    matches!(
+        essence.as_str(),
+        "image/jpeg" | "image/gif" | "image/png" | "image/apng" | "image/webp" | "image/avif" | "video/mp4" | "video/webm" | "video/ogg" | "video/quicktime" | "audio/mp4" | "audio/webm" | "audio/aac" | "audio/mpeg" | "audio/ogg" | "audio/wave" | "audio/wav" | "audio/x-wav" | "audio/x-pn-wav" | "audio/flac" | "audio/x-flac"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_safe_types_are_inline() {
+        for t in ["image/png", "image/jpeg; charset=x", "video/mp4", "AUDIO/OGG"] {
+            assert!(is_inline_safe(t), "{t}");
+        }
+        for t in ["image/svg+xml", "text/html", "application/octet-stream", "application/javascript", ""] {
+            assert!(!is_inline_safe(t), "{t}");
+        }
+    }
 
     #[test]
     fn urls_are_signed_and_checked() {

@@ -113,6 +113,8 @@ pub(crate) struct Shared {
     pub(crate) channel_parents: Mutex<HashMap<ChannelId, Option<ChannelId>>>,
     /// Messages known to sit in a thread → the thread.
     pub(crate) thread_messages: Mutex<HashMap<MessageId, ChannelId>>,
+    /// Keeps new messages of a channel in their order (see [`handle_remote::Sequencer`]).
+    pub(crate) sequencer: handle_remote::Sequencer,
 }
 
 /// The Discord accounts of every login of this bridge: their bots, and the webhooks they
@@ -166,6 +168,7 @@ impl DiscordClient {
             guild_modes,
             channel_parents: Mutex::new(HashMap::new()),
             thread_messages: Mutex::new(HashMap::new()),
+            sequencer: handle_remote::Sequencer::default(),
         };
         Self { shared: Arc::new(shared), task: Mutex::new(None) }
     }
@@ -446,6 +449,8 @@ impl EventHandler for Handler {
 
     async fn message(&self, _ctx: Context, message: Message) {
         let shared = &self.shared;
+        // Taken first, before anything that waits: the order the gateway sent them in.
+        let turn = shared.sequencer.enter(message.channel_id.get(), message.id.get());
         if shared.is_own(message.author.id, message.webhook_id.map(|w| w.get()))
             || !handle_remote::is_relayable(&message)
             || shared.muted(message.guild_id).await
@@ -465,6 +470,7 @@ impl EventHandler for Handler {
             *event_chat = chat;
             *thread_root = root;
         }
+        turn.wait().await;
         shared.events.send(event).await;
     }
 

@@ -268,3 +268,100 @@ mod tests {
         assert_eq!(chat_ref(ChannelId::new(3), None, &login).receiver, Some(login));
     }
 }
+
+/// Puts new messages back in their order per channel. serenity hands each gateway event to
+/// its own task, and tokio runs the task spawned last first (its "LIFO slot"): of a burst
+/// of messages the newest would reach the core first, and the others race after it. A
+/// message enters the sequencer as soon as its task starts; before it is reported it lets
+/// the tasks already queued run (so that older messages of the burst enter too), then waits
+/// until no older message (smaller snowflake) of its channel is still being prepared.
+#[derive(Debug, Default)]
+pub struct Sequencer {
+    in_flight: std::sync::Mutex<HashMap<u64, std::collections::BTreeSet<u64>>>,
+    changed: tokio::sync::Notify,
+}
+
+/// A message's place in the [`Sequencer`]; leaving (on drop) lets younger messages go.
+#[derive(Debug)]
+pub struct Turn<'a> {
+    sequencer: &'a Sequencer,
+    channel: u64,
+    message: u64,
+}
+
+impl Sequencer {
+    /// Registers `message` of `channel` as being prepared.
+    pub fn enter(&self, channel: u64, message: u64) -> Turn<'_> {
+        self.lock().entry(channel).or_default().insert(message);
+        Turn { sequencer: self, channel, message }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, std::collections::BTreeSet<u64>>> {
+        self.in_flight.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Turn<'_> {
+    /// Waits until every older message of the channel has been reported (or dropped), at
+    /// most one second: a stuck message never blocks a channel for good.
+    pub async fn wait(&self) {
+        // Tasks of older messages spawned in the same burst are queued behind this one.
+        for _ in 0..3 {
+            tokio::task::yield_now().await;
+        }
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(1);
+        loop {
+            let notified = self.sequencer.changed.notified();
+            let first = self.sequencer.lock().get(&self.channel).and_then(|set| set.first().copied());
+            if first.is_none_or(|first| first >= self.message) {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        let mut map = self.sequencer.lock();
+        if let Some(set) = map.get_mut(&self.channel) {
+            set.remove(&self.message);
+            if set.is_empty() {
+                map.remove(&self.channel);
+            }
+        }
+        drop(map);
+        self.sequencer.changed.notify_waiters();
+    }
+}
+
+#[cfg(test)]
+mod sequencer_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn younger_messages_wait_for_older_ones_of_their_channel() {
+        let sequencer = std::sync::Arc::new(Sequencer::default());
+        let older = sequencer.enter(1, 10);
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let seq = sequencer.clone();
+        let tx2 = tx.clone();
+        let younger = tokio::spawn(async move {
+            let turn = seq.enter(1, 11);
+            turn.wait().await;
+            let _ = tx2.send(11);
+        });
+        // Another channel is not held up.
+        let other = sequencer.enter(2, 5);
+        other.wait().await;
+        drop(other);
+        tokio::task::yield_now().await;
+        let _ = tx.send(10);
+        drop(older);
+        younger.await.expect("task");
+        assert_eq!(rx.recv().await, Some(10));
+        assert_eq!(rx.recv().await, Some(11));
+    }
+}

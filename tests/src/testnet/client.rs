@@ -112,11 +112,20 @@ impl Shared {
                             return;
                         }
                     }
+                    // Acknowledged to the network only once the bridge has applied them: a
+                    // crash in between means they are delivered again, never lost.
+                    let mut applied = Vec::with_capacity(batch.len());
                     for item in batch {
-                        if !self.events.send(convert_event(&self.login, item.direct, item.event)).await {
+                        let Some(handle) = self.events.send_tracked(convert_event(&self.login, item.direct, item.event)).await else {
+                            return;
+                        };
+                        applied.push((item.seq, handle));
+                    }
+                    for (seq, handle) in applied {
+                        if !handle.wait().await {
                             return;
                         }
-                        after = item.seq;
+                        after = seq;
                     }
                     if after > 0 {
                         let segments = ["logins", self.login.as_str(), "ack"];

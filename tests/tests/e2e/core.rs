@@ -1,7 +1,8 @@
 //! The foundation: CLI and registration, the appservice server, the inbox, bot commands.
 
 use bridge_tests::{wait_until, BridgeCommand, Synapse, SynapseOptions};
-use serde_json::json;
+use anyhow::Context as _;
+use serde_json::{json, Value};
 
 use crate::env::{bridge_bin, cli, edit, message_event, yaml_value, Options, TestBridge, WAIT};
 
@@ -62,7 +63,10 @@ async fn bot_joins_a_dm_and_answers_commands() -> anyhow::Result<()> {
         assert!(help.contains(&format!("`{command}")), "help lists {command}: {help}");
     }
     let unknown = bridge.command(&user, &room, "frobnicate").await?;
-    assert!(unknown.contains("Unknown command `frobnicate`") && unknown.contains("help"), "{unknown}");
+    // Never echoed (it could be a secret pasted late), but a near miss gets a hint.
+    assert!(unknown.contains("Unknown command") && !unknown.contains("frobnicate") && unknown.contains("help"), "{unknown}");
+    let near = bridge.command(&user, &room, "pnig").await?;
+    assert!(near.contains("Did you mean `ping`?"), "{near}");
     let ping = bridge.command(&user, &room, "ping").await?;
     assert!(ping.contains("not logged in"), "{ping}");
 
@@ -107,14 +111,39 @@ async fn wrong_tokens_and_malformed_bodies_are_rejected_and_the_bridge_keeps_ser
     assert_eq!((status, err["errcode"].as_str()), (400, Some("M_NOT_JSON")));
     let (status, err) = bridge.put_transaction("t4", Some(&bridge.hs_token), b"{\"events\": {}}").await?;
     assert_eq!((status, err["errcode"].as_str()), (400, Some("M_BAD_JSON")));
+    // Whatever goes wrong, the answer has the Matrix shape.
+    let (status, err) = bridge.put_transaction("%FF", Some(&bridge.hs_token), &body).await?;
+    assert_eq!((status, err["errcode"].as_str()), (400, Some("M_INVALID_PARAM")), "{err}");
+    let response = bridge.http().get(format!("{}/_matrix/app/v1/transactions/t6", bridge.url())).send().await?;
+    assert_eq!(response.status().as_u16(), 405);
+    assert_eq!(response.json::<Value>().await?["errcode"], "M_UNRECOGNIZED");
+    // (last: the bridge answers before reading such a body, and closes the connection)
     let huge = vec![b' '; 11 * 1024 * 1024];
-    let (status, _) = bridge.put_transaction("t5", Some(&bridge.hs_token), &huge).await?;
-    assert_eq!(status, 413, "bodies over appservice.max_body_bytes are refused");
+    let (status, err) = bridge.put_transaction("t5", Some(&bridge.hs_token), &huge).await?;
+    assert_eq!((status, err["errcode"].as_str()), (413, Some("M_TOO_LARGE")), "bodies over appservice.max_body_bytes are refused");
 
     // Still serving: a real command gets its answer, and the rejected one never did.
     assert!(bridge.command(&user, &room, "version").await?.starts_with("Test bridge"));
     assert_eq!(bridge.count_replies(&user, &room, "$forged-1").await?, 0);
     assert_eq!(bridge.health().await?["status"], "ok");
+    Ok(())
+}
+
+/// A bridge whose as_token the homeserver does not know says so (not "unreachable"), and
+/// a stop while it waits for the homeserver is a clean exit.
+#[tokio::test]
+async fn a_wrong_as_token_is_named_and_sigterm_while_waiting_exits_cleanly() -> anyhow::Result<()> {
+    let mut bridge = TestBridge::start(Options::default()).await?;
+    bridge.kill()?;
+    let config = bridge.dir.path().join("config.yaml");
+    let as_token = yaml_value(&config, "as_token")?;
+    edit(&config, &as_token, "not-the-registered-token")?;
+    bridge.spawn(&[])?;
+    bridge.wait_log("rejected the bridge's as_token").await?;
+    assert!(bridge.log().contains("generate-registration"), "says how to fix it");
+    let mut process = bridge.process.take().context("process")?;
+    let status = process.terminate().await?;
+    assert!(status.success(), "exit status {status}");
     Ok(())
 }
 

@@ -24,6 +24,7 @@ use crate::env::{edit, tail};
 mod channels;
 mod content;
 mod full;
+mod outage;
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -428,6 +429,8 @@ struct DiscordBridge {
     dir: tempfile::TempDir,
     synapse: Synapse,
     process: Option<BridgeProcess>,
+    /// Where the bridge listens.
+    port: u16,
     /// The environment of every run.
     env: Vec<(String, String)>,
 }
@@ -443,6 +446,12 @@ impl DiscordBridge {
     /// Starts the bridge with extra environment (config overrides such as
     /// `DISCORD_BRIDGE__APPSERVICE__PUBLIC_MEDIA__ENABLED`).
     async fn start_with(sim: &DiscordSim, extra_env: &[(&str, &str)]) -> anyhow::Result<Self> {
+        Self::start_with_options(sim, extra_env, false).await
+    }
+
+    /// [`DiscordBridge::start_with`], with Synapse's database on disk when `persistent`
+    /// (for tests that stop and start it).
+    async fn start_with_options(sim: &DiscordSim, extra_env: &[(&str, &str)], persistent: bool) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new().prefix("bridge-discord-").tempdir()?;
         let config = dir.path().join("config.yaml");
         let port = free_port()?;
@@ -459,6 +468,7 @@ impl DiscordBridge {
         cli(dir.path(), &["generate-registration"]).await?;
         let synapse = Synapse::start(SynapseOptions {
             appservice_files: vec![dir.path().join("registration.yaml")],
+            persistent,
             ..SynapseOptions::default()
         })
         .await?;
@@ -469,7 +479,7 @@ impl DiscordBridge {
             ("DISCORD_BRIDGE__BRIDGE__RELAY__ENABLED".to_owned(), "true".to_owned()),
         ];
         env.extend(extra_env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
-        let mut bridge = Self { dir, synapse, process: None, env };
+        let mut bridge = Self { dir, synapse, process: None, port, env };
         bridge.run().await?;
         Ok(bridge)
     }
@@ -477,6 +487,12 @@ impl DiscordBridge {
     /// Starts the process and waits until it serves (its log is appended to across runs).
     async fn run(&mut self) -> anyhow::Result<()> {
         let before = self.log().matches(RUNNING).count();
+        self.spawn()?;
+        wait_until(WAIT, "the bridge to run", async || Ok((self.log().matches(RUNNING).count() > before).then_some(()))).await
+    }
+
+    /// Starts the process without waiting for it to serve.
+    fn spawn(&mut self) -> anyhow::Result<()> {
         let mut command = BridgeCommand::new(discord_bin())
             .args(["-c", "config.yaml", "-r", "registration.yaml", "run"])
             .current_dir(self.dir.path())
@@ -485,7 +501,20 @@ impl DiscordBridge {
             command = command.env(key, value);
         }
         self.process = Some(command.spawn()?);
-        wait_until(WAIT, "the bridge to run", async || Ok((self.log().matches(RUNNING).count() > before).then_some(()))).await
+        Ok(())
+    }
+
+    /// Kills the process with SIGKILL.
+    fn kill(&mut self) -> anyhow::Result<()> {
+        if let Some(mut process) = self.process.take() {
+            process.kill()?;
+        }
+        Ok(())
+    }
+
+    /// The bridge's `/health` answer.
+    async fn health(&self) -> anyhow::Result<serde_json::Value> {
+        Ok(reqwest::get(format!("http://127.0.0.1:{}/health", self.port)).await?.error_for_status()?.json().await?)
     }
 
     /// Stops the process (SIGTERM) and waits for it to exit.

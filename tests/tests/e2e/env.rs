@@ -118,6 +118,27 @@ impl TestBridge {
 
     /// Starts the bridge process (`run`) with extra environment, and waits until it serves.
     pub async fn run(&mut self, env: &[(&str, &str)]) -> anyhow::Result<()> {
+        let runs = self.runs();
+        self.spawn(env)?;
+        self.wait_running(runs).await
+    }
+
+    /// How many times the bridge has logged that it runs (the log is appended to across
+    /// restarts).
+    pub fn runs(&self) -> usize {
+        self.log().matches("bridge is running").count()
+    }
+
+    /// Waits until the bridge has logged that it runs more than `runs` times: the process
+    /// started after [`TestBridge::runs`] said `runs` is serving.
+    pub async fn wait_running(&mut self, runs: usize) -> anyhow::Result<()> {
+        // Long enough for a homeserver that is started again meanwhile.
+        self.wait_log_until("bridge is running", Duration::from_secs(120), |log| log.matches("bridge is running").count() > runs).await
+    }
+
+    /// Starts the bridge process with extra environment without waiting for it to serve
+    /// (it may be waiting for a stopped homeserver).
+    pub fn spawn(&mut self, env: &[(&str, &str)]) -> anyhow::Result<()> {
         let mut command = BridgeCommand::new(bridge_bin())
             .args(["-c", "config.yaml", "-r", "registration.yaml", "run"])
             .current_dir(self.dir.path())
@@ -127,7 +148,7 @@ impl TestBridge {
             command = command.env(k, v);
         }
         self.process = Some(command.spawn()?);
-        self.wait_log("bridge is running").await
+        Ok(())
     }
 
     /// Kills the bridge with SIGKILL.
@@ -145,9 +166,15 @@ impl TestBridge {
 
     /// Waits until the bridge's log contains `needle`; fails early if the bridge exited.
     pub async fn wait_log(&mut self, needle: &str) -> anyhow::Result<()> {
-        let deadline = tokio::time::Instant::now() + WAIT;
+        self.wait_log_until(needle, WAIT, |log| log.contains(needle)).await
+    }
+
+    /// Waits until `done` holds for the bridge's log (`needle` names what is awaited);
+    /// fails early if the bridge exited.
+    async fn wait_log_until(&mut self, needle: &str, timeout: Duration, done: impl Fn(&str) -> bool) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            if self.log().contains(needle) {
+            if done(&self.log()) {
                 return Ok(());
             }
             if let Some(p) = self.process.as_mut() {

@@ -267,6 +267,19 @@ async fn the_provisioning_api_runs_the_password_login() -> anyhow::Result<()> {
     assert_eq!((status, answer["errcode"].as_str()), (403, Some("M_FORBIDDEN")));
     let (status, _) = api.call_with(&api.secret, Method::GET, "login/flows", None, None).await?;
     assert_eq!(status, 400, "user_id is required");
+    // The bridge's own users cannot log in.
+    for own in [bridge.bot.clone(), "@test_someone:test.localhost".to_owned()] {
+        let (status, answer) = api.call(Method::GET, "login/flows", &own, None).await?;
+        assert_eq!((status, answer["errcode"].as_str()), (403, Some("M_FORBIDDEN")), "{own}: {answer}");
+    }
+    // A user has at most three unfinished logins at once.
+    let other = bridge.user("many").await?;
+    for _ in 0..3 {
+        let (status, step) = api.call(Method::POST, "login/start/password", other.user_id(), None).await?;
+        assert_eq!(status, 200, "{step}");
+    }
+    let (status, answer) = api.call(Method::POST, "login/start/password", other.user_id(), None).await?;
+    assert_eq!((status, answer["errcode"].as_str()), (429, Some("M_LIMIT_EXCEEDED")), "{answer}");
 
     let (status, flows) = api.call(Method::GET, "login/flows", who, None).await?;
     assert_eq!(status, 200);

@@ -2,11 +2,13 @@
 
 mod core;
 mod discord;
+mod durability;
 mod env;
 mod login;
 mod messages;
 mod puppet;
 mod harness;
 mod matrix;
+mod portals;
 mod testnet;
 mod wechat;

@@ -3,9 +3,9 @@
 //!
 //! The flow: [`server`] checks the `hs_token`, parses the transaction and hands it to
 //! [`inbox::Inbox::accept`], which writes its events to the database (deduplicated by
-//! transaction ID within a window and by event ID forever after) before the server
-//! answers 200. [`inbox::Inbox::run`] then feeds the stored events, in order, to an
-//! [`AppserviceHandler`] and marks each one done.
+//! transaction key — ID and body hash — and by event ID) before the server answers 200.
+//! [`inbox::Inbox::run`] then feeds the stored events, in order, to an
+//! [`AppserviceHandler`], and each is marked done when its handling is complete.
 
 pub mod inbox;
 pub mod server;
@@ -18,10 +18,20 @@ use serde_json::Value;
 #[async_trait::async_trait]
 pub trait AppserviceHandler: Send + Sync + 'static {
     /// Handles one timeline or state event from a transaction, after it was stored.
-    /// Called by the inbox worker, one event at a time, in the order received. An error
-    /// is logged and the event is not retried (it is kept as handled) — so return `Ok`
-    /// once the event's effect is durable or queued elsewhere.
-    async fn handle_event(&self, event: Value) -> anyhow::Result<()>;
+    /// Called by the inbox worker, one event at a time, in the order received, inside a
+    /// transaction-ID scope of the event ([`crate::matrix::txn::scoped`]).
+    ///
+    /// On `Ok` the handler has called `ack` or handed it to whoever completes the work (a
+    /// portal). On an error caused by the homeserver being unreachable
+    /// ([`crate::matrix::MatrixError::is_transient`]) the event is handled again later, so
+    /// handling must be safe to repeat; any other error is logged and the event is done.
+    async fn handle_event(&self, event: Value, ack: inbox::InboxAck) -> anyhow::Result<()>;
+
+    /// Whether an event of this `sender` and `type` is certainly ignored (the bridge's own
+    /// echoes): such events are not stored in the inbox. Must be cheap (no I/O).
+    fn ignores(&self, _sender: &str, _kind: &str) -> bool {
+        false
+    }
 
     /// Handles an ephemeral event (typing, receipts, presence). Best effort: these are
     /// not persisted. Must not block for long.

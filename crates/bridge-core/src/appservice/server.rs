@@ -30,20 +30,21 @@ pub struct ServerState {
     inbox: Inbox,
     handler: Arc<dyn AppserviceHandler>,
     metrics: Arc<Metrics>,
-    logins_gauge: Arc<dyn Fn() -> u64 + Send + Sync>,
+    live_gauges: Arc<dyn Fn(&mut Gauges) + Send + Sync>,
 }
 
 impl ServerState {
     /// State for a server that accepts `hs_token`, stores into `inbox`, answers queries
-    /// through `handler` and counts into `metrics`; `logins_gauge` reports live logins.
+    /// through `handler` and counts into `metrics`; `live_gauges` fills in what the running
+    /// bridge has (logins, portal actors).
     pub fn new(
         hs_token: &str,
         inbox: Inbox,
         handler: Arc<dyn AppserviceHandler>,
         metrics: Arc<Metrics>,
-        logins_gauge: Arc<dyn Fn() -> u64 + Send + Sync>,
+        live_gauges: Arc<dyn Fn(&mut Gauges) + Send + Sync>,
     ) -> Self {
-        Self { hs_token: hs_token.into(), inbox, handler, metrics, logins_gauge }
+        Self { hs_token: hs_token.into(), inbox, handler, metrics, live_gauges }
     }
 }
 
@@ -62,7 +63,34 @@ pub fn router(state: ServerState, max_body_bytes: usize) -> Router {
         .route("/metrics", get(metrics))
         .fallback(unknown_endpoint)
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(axum::middleware::map_response(matrix_shaped))
         .with_state(state)
+}
+
+/// Gives every error answer the Matrix shape (`{"errcode", "error"}`), including the ones
+/// the HTTP framework writes itself in plain text: a body over the limit (413), a method the
+/// route does not take (405), a path that does not decode (400).
+async fn matrix_shaped(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (errcode, message) = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => ("M_TOO_LARGE", "the request body is too large (appservice.max_body_bytes)"),
+        StatusCode::URI_TOO_LONG => ("M_TOO_LARGE", "the request URI is too long"),
+        StatusCode::METHOD_NOT_ALLOWED => ("M_UNRECOGNIZED", "this endpoint does not take this method"),
+        StatusCode::NOT_FOUND => ("M_NOT_FOUND", "not found"),
+        StatusCode::BAD_REQUEST => ("M_INVALID_PARAM", "the request path or query could not be read"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("M_NOT_JSON", "the request body must be JSON"),
+        s if s.is_server_error() => ("M_UNKNOWN", "internal error"),
+        _ => ("M_UNKNOWN", "the request was refused"),
+    };
+    matrix_error(status, errcode, message)
 }
 
 /// Serves `router` on an already bound `listener` until `shutdown` is cancelled, then
@@ -121,38 +149,62 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// The parts of a transaction body the bridge reads.
 #[derive(Debug, Default, PartialEq)]
-pub(crate) struct ParsedTransaction {
-    /// Timeline and state events, each with its event ID.
-    pub events: Vec<(String, Value)>,
+pub struct ParsedTransaction {
+    /// Timeline and state events, each with its event ID and its JSON text as stored.
+    pub events: Vec<(String, String)>,
+    /// The `(sender, type)` of each event in `events`, in the same order.
+    pub heads: Vec<(String, String)>,
     /// Ephemeral events (stable and MSC2409 keys).
     pub ephemeral: Vec<Value>,
 }
 
+/// A transaction body as read: events are kept as their raw JSON text (no value tree of
+/// a large transaction is built), with only the fields the inbox needs looked at.
+#[derive(Deserialize)]
+struct RawTransaction<'a> {
+    #[serde(borrow, default)]
+    events: Option<Vec<&'a serde_json::value::RawValue>>,
+    #[serde(borrow, default)]
+    ephemeral: Option<Vec<&'a serde_json::value::RawValue>>,
+    #[serde(borrow, default, rename = "de.sorunome.msc2409.ephemeral")]
+    unstable_ephemeral: Option<Vec<&'a serde_json::value::RawValue>>,
+}
+
+/// The fields of an event the inbox checks.
+#[derive(Deserialize)]
+struct EventHead<'a> {
+    #[serde(borrow, default)]
+    event_id: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, rename = "type")]
+    kind: Option<Value>,
+    #[serde(default)]
+    room_id: Option<Value>,
+    #[serde(default)]
+    sender: Option<Value>,
+}
+
 /// Parses a transaction body, telling malformed JSON (`M_NOT_JSON`) from JSON of the
-/// wrong shape (`M_BAD_JSON`).
-pub(crate) fn parse_transaction(body: &[u8]) -> Result<ParsedTransaction, (&'static str, String)> {
-    let value: Value = serde_json::from_slice(body)
+/// wrong shape (`M_BAD_JSON`). Public for the fuzz targets (`fuzz/`).
+pub fn parse_transaction(body: &[u8]) -> Result<ParsedTransaction, (&'static str, String)> {
+    // Syntax first, so that broken JSON is told apart from a wrong shape.
+    let raw: &serde_json::value::RawValue = serde_json::from_slice(body)
         .map_err(|e| ("M_NOT_JSON", format!("transaction body is not valid JSON: {e}")))?;
-    let Value::Object(mut obj) = value else {
+    if !raw.get().trim_start().starts_with('{') {
         return Err(("M_BAD_JSON", "transaction body must be a JSON object".to_owned()));
-    };
-    let events = match obj.remove("events") {
-        None => Vec::new(),
-        Some(Value::Array(list)) => list,
-        Some(_) => return Err(("M_BAD_JSON", "`events` must be an array".to_owned())),
-    };
+    }
+    let txn: RawTransaction<'_> = serde_json::from_str(raw.get())
+        .map_err(|e| ("M_BAD_JSON", format!("`events` and `ephemeral` must be arrays: {e}")))?;
     let mut parsed = ParsedTransaction::default();
-    for (i, event) in events.into_iter().enumerate() {
-        let id = event
-            .get("event_id")
-            .and_then(Value::as_str)
-            .filter(|id| id.starts_with('$'))
-            .map(str::to_owned);
-        let well_formed = event.get("type").is_some_and(Value::is_string)
-            && event.get("room_id").is_some_and(Value::is_string)
-            && event.get("sender").is_some_and(Value::is_string);
-        match id {
-            Some(id) if well_formed => parsed.events.push((id, event)),
+    for (i, event) in txn.events.unwrap_or_default().into_iter().enumerate() {
+        let head: Option<EventHead<'_>> = serde_json::from_str(event.get()).ok();
+        let id = head.as_ref().and_then(|h| h.event_id.as_deref()).filter(|id| id.starts_with('$')).map(str::to_owned);
+        let string = |v: &Option<Value>| v.as_ref().and_then(Value::as_str).map(str::to_owned);
+        let fields = head.as_ref().and_then(|h| Some((string(&h.sender)?, string(&h.kind)?, string(&h.room_id)?)));
+        match (id, fields) {
+            (Some(id), Some((sender, kind, _room))) => {
+                parsed.events.push((id, event.get().to_owned()));
+                parsed.heads.push((sender, kind));
+            }
             _ => {
                 return Err((
                     "M_BAD_JSON",
@@ -163,11 +215,8 @@ pub(crate) fn parse_transaction(body: &[u8]) -> Result<ParsedTransaction, (&'sta
     }
     // Homeservers may send the same events under both the stable and the MSC2409 key:
     // take the stable list when present, else the unstable one, never both.
-    let stable = obj.remove("ephemeral");
-    let unstable = obj.remove("de.sorunome.msc2409.ephemeral");
-    if let Some(Value::Array(list)) = stable.or(unstable) {
-        parsed.ephemeral = list;
-    }
+    let ephemeral = txn.ephemeral.or(txn.unstable_ephemeral).unwrap_or_default();
+    parsed.ephemeral = ephemeral.into_iter().filter_map(|e| serde_json::from_str(e.get()).ok()).collect();
     Ok(parsed)
 }
 
@@ -194,7 +243,17 @@ async fn put_transaction(
     };
     drop(_enter);
     let ephemeral = parsed.ephemeral;
-    match state.inbox.accept(&txn_id, parsed.events).await {
+    // The bridge's own echoes (what its ghosts and bot sent) are never acted upon: they are
+    // not stored at all. A crash cannot make this lose anything: what the bridge sent is
+    // recorded by the send itself, and a replay is deduplicated by its transaction ID.
+    let events: Vec<(String, String)> = parsed
+        .events
+        .into_iter()
+        .zip(parsed.heads)
+        .filter(|(_, (sender, kind))| !state.handler.ignores(sender, kind))
+        .map(|(event, _)| event)
+        .collect();
+    match state.inbox.accept(&txn_id, &body, events).await {
         Ok(outcome) => {
             tracing::debug!(txn_id = %txn_id, ?outcome, "transaction stored");
             let kind = if outcome.duplicate_transaction { TxnOutcome::Duplicate } else { TxnOutcome::Accepted };
@@ -271,7 +330,10 @@ async fn post_ping(
 
 async fn health(State(state): State<ServerState>) -> Response {
     match state.inbox.backlog().await {
-        Ok(backlog) => (StatusCode::OK, Json(json!({ "status": "ok", "inbox_backlog": backlog }))).into_response(),
+        Ok(backlog) => {
+            let remote = state.inbox.remote_backlog().await.unwrap_or_default();
+            (StatusCode::OK, Json(json!({ "status": "ok", "inbox_backlog": backlog, "remote_backlog": remote }))).into_response()
+        }
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({ "status": "database unavailable", "error": e.to_string() })),
@@ -281,10 +343,12 @@ async fn health(State(state): State<ServerState>) -> Response {
 }
 
 async fn metrics(State(state): State<ServerState>) -> Response {
-    let gauges = Gauges {
+    let mut gauges = Gauges {
         inbox_backlog: state.inbox.backlog().await.unwrap_or_default() as u64,
-        logins: (state.logins_gauge)(),
+        remote_backlog: state.inbox.remote_backlog().await.unwrap_or_default(),
+        ..Gauges::default()
     };
+    (state.live_gauges)(&mut gauges);
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

@@ -6,7 +6,11 @@ use ruma::{OwnedEventId, OwnedRoomAliasId, OwnedRoomId, OwnedUserId};
 use serde_json::Value;
 
 use super::Bridge;
-use crate::{appservice::AppserviceHandler, commands, config::PermissionLevel};
+use crate::{
+    appservice::{inbox::InboxAck, AppserviceHandler},
+    commands,
+    config::PermissionLevel,
+};
 
 /// The bridge's [`AppserviceHandler`].
 pub(crate) struct Handler {
@@ -44,8 +48,29 @@ impl Handler {
         Ok(())
     }
 
+    /// A message in the management room that looks like a token, password or code while no
+    /// login waits for one (its prompt timed out, or the bridge restarted): it is removed
+    /// from the room and never echoed, and the user learns that the login had ended.
+    async fn on_stray_secret(&self, room: &OwnedRoomId, event_id: &OwnedEventId) -> anyhow::Result<()> {
+        let bot = self.bridge.bot_intent();
+        let removed = match bot.redact(room, event_id, Some("looks like a secret")).await {
+            Ok(_) => "so I removed it from the room",
+            Err(e) if e.is_transient() => return Err(e.into()),
+            Err(e) => {
+                tracing::info!(%room, error = %e, "could not redact a stray secret");
+                "and I could not remove it: please delete it yourself"
+            }
+        };
+        let timeout = commands::human_duration(std::time::Duration::from_secs(self.bridge.settings.login_timeout_secs));
+        let text = format!(
+            "That looked like a token, password or code, {removed}. No login is waiting for it: a login ends when its prompt gets no answer for {timeout} or when the bridge restarts. Send `login` to start again."
+        );
+        commands::reply(&self.bridge, room, None, &text).await
+    }
+
     /// A message that is not from the bridge: login input, a command, or portal traffic.
-    async fn on_message(&self, event: &Value, room: OwnedRoomId, sender: OwnedUserId, event_id: OwnedEventId) -> anyhow::Result<()> {
+    /// Returns whether it is portal traffic (to be handed to the room's portal).
+    async fn on_message(&self, event: &Value, room: OwnedRoomId, sender: OwnedUserId, event_id: OwnedEventId) -> anyhow::Result<bool> {
         let content = &event["content"];
         let is_edit = content.pointer("/m.relates_to/rel_type").and_then(Value::as_str) == Some("m.replace");
         let text = (content.get("msgtype").and_then(Value::as_str) == Some("m.text") && !is_edit)
@@ -60,7 +85,11 @@ impl Handler {
             .is_some_and(|r| r == room.as_str());
         if let Some(body) = text {
             if management && self.bridge.login_sessions.intercept(&self.bridge, &sender, &room, &event_id, body).await {
-                return Ok(());
+                return Ok(false);
+            }
+            if management && commands::looks_like_secret(body) {
+                self.on_stray_secret(&room, &event_id).await?;
+                return Ok(false);
             }
             let prefix = &self.bridge.settings.command_prefix;
             let after_prefix = body
@@ -77,25 +106,21 @@ impl Handler {
                     level: self.bridge.permission(&sender),
                     management,
                 };
-                return commands::dispatch(ctx, command).await;
+                commands::dispatch(ctx, command).await?;
+                return Ok(false);
             }
         }
-        if !management {
-            self.bridge.portals.handle_matrix(&self.bridge, event).await;
-        }
-        Ok(())
+        Ok(!management)
     }
-}
 
-#[async_trait::async_trait]
-impl AppserviceHandler for Handler {
-    async fn handle_event(&self, event: Value) -> anyhow::Result<()> {
+    /// Handles what the bridge itself answers; returns whether the event is for a portal.
+    async fn route(&self, event: &Value) -> anyhow::Result<bool> {
         let str_field = |k: &str| event.get(k).and_then(Value::as_str);
         let (Some(kind), Some(sender), Some(room)) = (str_field("type"), str_field("sender"), str_field("room_id")) else {
-            return Ok(());
+            return Ok(false);
         };
-        let Ok(sender) = OwnedUserId::try_from(sender) else { return Ok(()) };
-        let Ok(room) = OwnedRoomId::try_from(room) else { return Ok(()) };
+        let Ok(sender) = OwnedUserId::try_from(sender) else { return Ok(false) };
+        let Ok(room) = OwnedRoomId::try_from(room) else { return Ok(false) };
         if self.bridge.is_bridge_user(&sender) {
             if kind == "m.room.member" && str_field("state_key") == Some(sender.as_str()) {
                 // The homeserver copies a ghost's new global profile into every room, over
@@ -107,12 +132,12 @@ impl AppserviceHandler for Handler {
                     self.bridge.keep_room_name(&room, &crate::network::RemoteUserId(remote), name, avatar).await;
                 }
             }
-            return Ok(()); // our own echo
+            return Ok(false); // our own echo
         }
-        if self.bridge.is_double_puppet_echo(&event) {
+        if self.bridge.is_double_puppet_echo(event) {
             // Sent by a double puppet for a user's own remote message: neither a command
             // nor something to bridge back.
-            return Ok(());
+            return Ok(false);
         }
         let content = event.get("content").cloned().unwrap_or(Value::Null);
         match kind {
@@ -122,22 +147,41 @@ impl AppserviceHandler for Handler {
                 if target == self.bridge.bot().as_str() && membership == Some("invite") {
                     let is_direct = content.get("is_direct").and_then(Value::as_bool).unwrap_or(false);
                     self.on_bot_invite(room, sender, is_direct).await?;
-                    return Ok(());
+                    return Ok(false);
                 }
             }
             "m.room.message" => {
                 let Some(event_id) = str_field("event_id").and_then(|e| OwnedEventId::try_from(e).ok()) else {
-                    return Ok(());
+                    return Ok(false);
                 };
-                self.on_message(&event, room, sender, event_id).await?;
-                return Ok(());
+                return self.on_message(event, room, sender, event_id).await;
             }
             _ => {}
         }
         // Everything else that happens in portals: reactions, redactions, stickers,
         // membership and room changes.
-        self.bridge.portals.handle_matrix(&self.bridge, &event).await;
+        Ok(true)
+    }
+}
+
+#[async_trait::async_trait]
+impl AppserviceHandler for Handler {
+    async fn handle_event(&self, event: Value, ack: InboxAck) -> anyhow::Result<()> {
+        if self.route(&event).await? {
+            // The portal marks the event done once it has handled it.
+            if let Some(ack) = self.bridge.portals.handle_matrix(&self.bridge, &event, ack).await {
+                ack.done().await;
+            }
+        } else {
+            ack.done().await;
+        }
         Ok(())
+    }
+
+    fn ignores(&self, sender: &str, kind: &str) -> bool {
+        // A ghost's member event is looked at (a room name to put back); everything else
+        // the bridge's users send is its own echo.
+        kind != "m.room.member" && ruma::UserId::parse(sender).is_ok_and(|user| self.bridge.is_bridge_user(&user))
     }
 
     async fn handle_ephemeral(&self, event: Value) {

@@ -142,6 +142,7 @@ impl Bridge {
         let id = LoginId(row.id.clone());
         let stored = StoredLogin { id: id.clone(), user: user.clone(), remote_name: row.remote_name.clone(), session: row.session.clone() };
         let events = EventSender::new(id.clone(), self.remote_tx.clone(), self.ghosts.clone())
+            .with_tracking(self.tracked_tx.clone())
             .with_owner(user.clone())
             .with_store(crate::network::LoginStore::database(self.store.clone(), &id));
         let client = self.connector.load_login(stored, events).await?;
@@ -167,7 +168,8 @@ impl Bridge {
     }
 
     /// Handles one event reported by a login: state changes here, the rest in its portal.
-    pub(crate) async fn handle_remote_event(self: &Arc<Self>, login: LoginId, event: RemoteEvent) {
+    /// `done` (for tracked events) is answered once the event is applied.
+    pub(crate) async fn handle_remote_event(self: &Arc<Self>, login: LoginId, event: RemoteEvent, done: Option<tokio::sync::oneshot::Sender<()>>) {
         match event {
             RemoteEvent::StateChanged(state) => self.on_login_state(&login, state).await,
             RemoteEvent::Notice(text) => {
@@ -175,7 +177,10 @@ impl Bridge {
                     self.notify_user(&live.user, &format!("{}: {text}", live.remote_name)).await;
                 }
             }
-            other => self.portals.handle_remote(self, login, other).await,
+            other => return self.portals.handle_remote(self, login, other, done).await,
+        }
+        if let Some(done) = done {
+            let _ = done.send(());
         }
     }
 

@@ -21,7 +21,7 @@ use crate::{
     portal::Portals,
     backoff::Backoff,
     config::{AppserviceConfig, BridgeConfig, Config, HomeserverConfig, PermissionLevel},
-    matrix::{Intent, MatrixClient},
+    matrix::{Intent, MatrixClient, MatrixError},
     network::{Network, NetworkConnector, NetworkInfo},
     store::Store,
 };
@@ -59,6 +59,8 @@ pub struct Bridge {
     pub metrics: Arc<Metrics>,
     /// Where login clients report remote events (see [`crate::network::EventSender`]).
     pub remote_tx: mpsc::Sender<(LoginId, RemoteEvent)>,
+    /// Where logins report tracked events ([`crate::network::EventSender::send_tracked`]).
+    pub tracked_tx: mpsc::Sender<crate::network::events::TrackedEvent>,
     /// The double-puppet clients (see [`crate::ghost::puppet`]).
     pub puppets: crate::ghost::puppet::DoublePuppets,
     /// Signed public media URLs, when `appservice.public_media.enabled`.
@@ -116,6 +118,7 @@ pub async fn run<N: Network>(config: Config<N::Config>, config_path: PathBuf) ->
     })?;
 
     let (remote_tx, remote_rx) = mpsc::channel(1024);
+    let (tracked_tx, tracked_rx) = mpsc::channel(1024);
     let public_media = appservice.public_media.enabled.then(|| {
         let base = appservice.public_media.public_address.clone().unwrap_or_else(|| appservice.address.clone());
         crate::public_media::PublicMedia::new(base, &appservice.as_token)
@@ -136,6 +139,7 @@ pub async fn run<N: Network>(config: Config<N::Config>, config_path: PathBuf) ->
         portals: Portals::default(),
         login_sessions: LoginSessions::default(),
         remote_tx,
+        tracked_tx,
         metrics: Arc::new(Metrics::default()),
         puppets: Default::default(),
     });
@@ -143,26 +147,39 @@ pub async fn run<N: Network>(config: Config<N::Config>, config_path: PathBuf) ->
     let handler = Arc::new(handler::Handler::new(bridge.clone()));
     let inbox = Inbox::new(store, bridge.metrics.clone());
     let gauge_bridge = Arc::downgrade(&bridge);
-    let logins_gauge = Arc::new(move || gauge_bridge.upgrade().map_or(0, |b| b.logins.all().len() as u64));
+    let live_gauges = Arc::new(move |gauges: &mut crate::metrics::Gauges| {
+        if let Some(bridge) = gauge_bridge.upgrade() {
+            gauges.logins = bridge.logins.all().len() as u64;
+            gauges.portal_actors = bridge.portals.running() as u64;
+        }
+    });
     let state = server::ServerState::new(
         &bridge.appservice.hs_token,
         inbox.clone(),
         handler.clone(),
         bridge.metrics.clone(),
-        logins_gauge,
+        live_gauges,
     );
     let router = server::router(state, bridge.appservice.max_body_bytes).merge(crate::provisioning::router(bridge.clone()))
         .merge(crate::public_media::router(bridge.clone()));
     let server_task = tokio::spawn(server::serve(listener, router, shutdown.clone()));
 
     spawn_signal_handler(shutdown.clone());
-    wait_for_homeserver(&bridge).await?;
+    if let Err(e) = wait_for_homeserver(&bridge).await {
+        if e.is::<ShutdownWhileWaiting>() {
+            // A stop asked for before the homeserver answered is a clean exit.
+            server_task.abort();
+            return Ok(());
+        }
+        return Err(e);
+    }
     startup_checks(&bridge).await;
     let worker = tokio::spawn(inbox.run(handler, shutdown.clone()));
-    let remote_worker = tokio::spawn(run_remote_events(bridge.clone(), remote_rx));
+    let remote_worker = tokio::spawn(run_remote_events(bridge.clone(), remote_rx, tracked_rx));
     if let Err(e) = bridge.load_logins().await {
         tracing::error!(error = %format!("{e:#}"), "could not load the stored logins");
     }
+    bridge.portals.resume_parked(&bridge).await;
     tracing::info!(bot = %bridge.bot(), "bridge is running");
 
     shutdown.cancelled().await;
@@ -180,17 +197,25 @@ pub async fn run<N: Network>(config: Config<N::Config>, config_path: PathBuf) ->
 }
 
 /// Hands each remote event to the bridge until shutdown.
-async fn run_remote_events(bridge: Arc<Bridge>, mut rx: mpsc::Receiver<(LoginId, RemoteEvent)>) {
+async fn run_remote_events(
+    bridge: Arc<Bridge>,
+    mut rx: mpsc::Receiver<(LoginId, RemoteEvent)>,
+    mut tracked: mpsc::Receiver<crate::network::events::TrackedEvent>,
+) {
     loop {
         tokio::select! {
             _ = bridge.shutdown.cancelled() => return,
             next = rx.recv() => match next {
                 Some((login, event)) => {
                     bridge.metrics.remote_event();
-                    bridge.handle_remote_event(login, event).await
+                    bridge.handle_remote_event(login, event, None).await
                 }
                 None => return,
             },
+            Some(next) = tracked.recv() => {
+                bridge.metrics.remote_event();
+                bridge.handle_remote_event(next.login, next.event, Some(next.done)).await
+            }
         }
     }
 }
@@ -219,26 +244,67 @@ fn spawn_signal_handler(shutdown: CancellationToken) {
     });
 }
 
-/// Waits until the homeserver answers, retrying with backoff; gives up on shutdown.
+/// Waits until the homeserver answers, retrying with backoff; gives up on shutdown. Says
+/// why it does not answer: connection refused, name not found, TLS, or the as_token refused.
 async fn wait_for_homeserver(bridge: &Bridge) -> anyhow::Result<()> {
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+    let mut last_cause = String::new();
     loop {
-        match bridge.matrix.versions().await {
+        let result = bridge.matrix.versions().await;
+        let cause = match result {
             Ok(_) => return Ok(()),
-            Err(e) => {
-                let delay = backoff.next_delay();
-                tracing::warn!(
-                    address = %bridge.homeserver.address,
-                    error = %e,
-                    retry_in = ?delay,
-                    "homeserver not reachable (homeserver.address); retrying"
-                );
-                tokio::select! {
-                    _ = bridge.shutdown.cancelled() => anyhow::bail!("shut down while waiting for the homeserver"),
-                    _ = tokio::time::sleep(delay) => {}
-                }
-            }
+            Err(e) => describe_homeserver_error(&e),
+        };
+        let delay = backoff.next_delay();
+        if cause != last_cause {
+            tracing::warn!(address = %bridge.homeserver.address, retry_in = ?delay, "{cause}; retrying");
+            last_cause = cause;
+        } else {
+            tracing::debug!(address = %bridge.homeserver.address, retry_in = ?delay, "{cause}; retrying");
         }
+        tokio::select! {
+            _ = bridge.shutdown.cancelled() => {
+                tracing::info!("shut down while waiting for the homeserver");
+                return Err(ShutdownWhileWaiting.into());
+            }
+            _ = tokio::time::sleep(delay) => {}
+        }
+    }
+}
+
+/// The bridge was asked to stop before the homeserver answered: not a failure.
+#[derive(Debug, thiserror::Error)]
+#[error("shut down while waiting for the homeserver")]
+pub struct ShutdownWhileWaiting;
+
+/// Why the homeserver at `homeserver.address` cannot be used, in words an operator can act on.
+pub(crate) fn describe_homeserver_error(e: &MatrixError) -> String {
+    let chain = {
+        let mut text = e.to_string();
+        let mut source = std::error::Error::source(e);
+        while let Some(s) = source {
+            text.push_str(": ");
+            text.push_str(&s.to_string());
+            source = s.source();
+        }
+        text.to_lowercase()
+    };
+    match e {
+        MatrixError::Api { status, errcode, .. } if status.as_u16() == 401 || status.as_u16() == 403 || errcode == "M_UNKNOWN_TOKEN" => format!(
+            "the homeserver rejected the bridge's as_token ({errcode}): the registration file the homeserver loads \
+             (app_service_config_files) does not match appservice.as_token in this config; regenerate it with \
+             generate-registration and restart the homeserver"
+        ),
+        MatrixError::Api { status, errcode, error } => format!("the homeserver at homeserver.address answered {status} {errcode}: {error}"),
+        MatrixError::Timeout(after) => format!("the homeserver at homeserver.address did not answer within {after:?}"),
+        _ if chain.contains("dns") || chain.contains("failed to lookup") || chain.contains("name or service not known") => {
+            "the homeserver's name in homeserver.address could not be resolved (DNS)".to_owned()
+        }
+        _ if chain.contains("certificate") || chain.contains("tls") || chain.contains("handshake") => {
+            format!("a TLS connection to homeserver.address failed ({chain}); check the scheme (http/https) and the certificate")
+        }
+        _ if chain.contains("connection refused") => "the homeserver refused the connection (homeserver.address): is it running and listening there?".to_owned(),
+        _ => format!("the homeserver is not reachable at homeserver.address ({chain})"),
     }
 }
 

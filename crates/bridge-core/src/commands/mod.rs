@@ -97,9 +97,13 @@ pub async fn dispatch(ctx: CommandContext, text: &str) -> anyhow::Result<()> {
             let span = tracing::info_span!("command", command = command.name, sender = %ctx.sender);
             return tracing::Instrument::instrument(run_network_command(ctx, command, args), span).await;
         }
-        return ctx
-            .reply(&format!("Unknown command `{word}`. Send `help` for the list of commands."))
-            .await;
+        // The input is never echoed: it may be a secret pasted after its prompt ended.
+        let names = all_commands().flat_map(|c| std::iter::once(c.name).chain(c.aliases.iter().copied()));
+        let text = match closest_command(&word, names) {
+            Some(name) => format!("Unknown command. Did you mean `{name}`? Send `help` for the list of commands."),
+            None => "Unknown command. Send `help` for the list of commands.".to_owned(),
+        };
+        return ctx.reply(&text).await;
     };
     if ctx.level < spec.level {
         return ctx
@@ -144,6 +148,44 @@ async fn run_network_command(ctx: CommandContext, command: NetworkCommand, args:
     }
 }
 
+/// The known command closest to `word` (at most two edits away), for a hint.
+fn closest_command<'a>(word: &str, names: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    names.map(|name| (edit_distance(word, name), name)).filter(|(d, _)| *d <= 2).min_by_key(|(d, _)| *d).map(|(_, name)| name)
+}
+
+/// The Levenshtein distance between two short strings.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = if ca == *cb { prev } else { 1 + prev.min(cur).min(row[j]) };
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+/// Whether a message in the management room looks like a credential rather than a command:
+/// one word that is long and mixes letters and digits (a token, a password), has a bot
+/// token's three dot-separated parts, or is a login code of 5 to 8 digits.
+pub fn looks_like_secret(body: &str) -> bool {
+    let text = body.trim();
+    if text.is_empty() || text.contains(char::is_whitespace) {
+        return false;
+    }
+    let len = text.chars().count();
+    let digits = text.chars().filter(char::is_ascii_digit).count();
+    let letters = text.chars().filter(|c| c.is_alphabetic()).count();
+    let long_and_mixed = len >= 20 && digits > 0 && letters > 0;
+    let bot_token = len >= 40 && text.split('.').count() == 3 && text.split('.').all(|p| !p.is_empty());
+    let code = digits == len && (5..=8).contains(&len);
+    long_and_mixed || bot_token || code
+}
+
 /// The name of a permission level as written in the config.
 pub fn level_name(level: PermissionLevel) -> &'static str {
     match level {
@@ -186,6 +228,18 @@ pub async fn reply(bridge: &Bridge, room: &RoomId, in_reply_to: Option<&EventId>
     }
     bridge.bot_intent().send_message_event(room, content, None).await?;
     Ok(())
+}
+
+/// A duration for people: "45 seconds", "10 minutes".
+pub fn human_duration(d: std::time::Duration) -> String {
+    let secs = d.as_secs();
+    match secs {
+        1 => "1 second".to_owned(),
+        s if s < 60 => format!("{s} seconds"),
+        s if s % 60 == 0 && s / 60 == 1 => "1 minute".to_owned(),
+        s if s % 60 == 0 => format!("{} minutes", s / 60),
+        s => format!("{} minutes {} seconds", s / 60, s % 60),
+    }
 }
 
 /// Escapes HTML and turns `` `code` `` spans and line breaks into HTML.

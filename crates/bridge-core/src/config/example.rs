@@ -77,6 +77,9 @@ appservice:
 # Where the bridge keeps its state.
 database:
   # sqlite:<file> or postgres://user:password@host/database
+  # SQLite runs in WAL mode with synchronous=NORMAL: a crash of the bridge loses nothing,
+  # but a power loss of the machine may lose the last events acknowledged to the
+  # homeserver (it does not send them again). Use PostgreSQL where that matters.
   uri: {db_uri}
   max_connections: {db_max}
 

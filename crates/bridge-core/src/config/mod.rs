@@ -111,6 +111,12 @@ impl<N: NetworkConfig> Config<N> {
         Ok(Self::load_with_env(path, info, &env)?.config)
     }
 
+    /// Parses and validates a config's text with no environment overrides; errors name
+    /// `file` (as if the text had been read from it).
+    pub fn parse(file: &Path, text: &str, info: &NetworkInfo) -> Result<Self, ConfigError> {
+        Ok(Self::parse_with_env(file, text, info, &BTreeMap::new())?.0)
+    }
+
     /// [`Config::load`] with an explicit environment.
     pub(crate) fn load_with_env(
         path: &Path,

@@ -172,8 +172,8 @@ pub(super) async fn run(
     match end {
         End::Cancelled => view.notice("Login cancelled.").await,
         End::TimedOut => {
-            let minutes = timeout.as_secs().div_ceil(60);
-            view.notice(&format!("The login timed out after {minutes} minute(s) without an answer and was cancelled. Send `login` to start again.")).await;
+            let waited = commands::human_duration(timeout);
+            view.notice(&format!("The login timed out after {waited} without an answer and was cancelled. Send `login` to start again.")).await;
         }
         End::Shutdown | End::Completed | End::Failed => {}
     }

@@ -133,6 +133,9 @@ struct Inner {
     versions: SupportedVersions,
     registered: Mutex<HashSet<OwnedUserId>>,
     joined: Mutex<HashSet<(OwnedUserId, OwnedRoomId)>>,
+    /// Whether the homeserver is known to be unreachable: an outage is logged once when it
+    /// starts and once when it ends, not once per attempt.
+    outage: std::sync::atomic::AtomicBool,
 }
 
 impl fmt::Debug for MatrixClient {
@@ -219,6 +222,7 @@ impl MatrixClient {
                 versions,
                 registered: Mutex::new(HashSet::new()),
                 joined: Mutex::new(HashSet::new()),
+                outage: std::sync::atomic::AtomicBool::new(false),
             }),
         })
     }
@@ -300,6 +304,34 @@ impl MatrixClient {
         as_user: Option<&UserId>,
         options: SendOptions,
     ) -> Result<RawResponse, MatrixError> {
+        let prepared = self.prepare_raw(request, as_user)?;
+        self.execute(prepared, options).await
+    }
+
+    /// Sends a raw request once and hands back the response without reading its body, so
+    /// that a large download streams through instead of being held in memory. An error
+    /// status becomes [`MatrixError::Api`].
+    pub async fn send_raw_streaming(&self, request: RawRequest, as_user: Option<&UserId>, timeout: Duration) -> Result<reqwest::Response, MatrixError> {
+        let prepared = self.prepare_raw(request, as_user)?;
+        let response = self
+            .inner
+            .http
+            .request(prepared.method.clone(), prepared.url.clone())
+            .headers(prepared.headers.clone())
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| if e.is_timeout() { MatrixError::Timeout(timeout) } else { MatrixError::Http(e) })?;
+        let status = response.status();
+        if status.as_u16() >= 400 {
+            let body = response.bytes().await.unwrap_or_default();
+            return Err(MatrixError::from_response(status, &body));
+        }
+        Ok(response)
+    }
+
+    /// Builds a raw request with authentication and identity assertion.
+    fn prepare_raw(&self, request: RawRequest, as_user: Option<&UserId>) -> Result<Prepared, MatrixError> {
         let mut url = self.inner.homeserver.clone();
         {
             let mut segments = url
@@ -316,7 +348,7 @@ impl MatrixClient {
                 .map_err(|e| MatrixError::InvalidRequest(format!("content type: {e}")))?;
             headers.insert(header::CONTENT_TYPE, value);
         }
-        let prepared = self.finish(
+        self.finish(
             Prepared {
                 method: request.method,
                 url,
@@ -324,8 +356,7 @@ impl MatrixClient {
                 body: request.body,
             },
             as_user,
-        )?;
-        self.execute(prepared, options).await
+        )
     }
 
     /// `GET /_matrix/client/versions`: the versions the homeserver speaks. Also the call to
@@ -476,7 +507,13 @@ impl MatrixClient {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let (error, decision) = match self.attempt(&prepared, timeout).await {
+            let result = self.attempt(&prepared, timeout).await;
+            let down = match &result {
+                Ok(response) => response.status.is_server_error(),
+                Err(_) => true,
+            };
+            self.note_reachability(!down, &prepared);
+            let (error, decision) = match result {
                 Ok(response) if response.status.as_u16() < 400 => return Ok(response),
                 Ok(response) => {
                     let outcome = Outcome::Status {
@@ -520,6 +557,10 @@ impl MatrixClient {
                 }
             };
             match decision {
+                Decision::Retry(delay) if self.is_in_outage() => {
+                    tracing::debug!(method = %prepared.method, path = prepared.url.path(), attempt, ?delay, error = %error, "homeserver call failed; retrying");
+                    tokio::time::sleep(delay).await;
+                }
                 Decision::Retry(delay) => {
                     tracing::warn!(
                         method = %prepared.method,
@@ -533,6 +574,27 @@ impl MatrixClient {
                 }
                 Decision::Fail => return Err(error),
             }
+        }
+    }
+
+    /// Whether the homeserver is currently known to be unreachable.
+    pub fn is_in_outage(&self) -> bool {
+        self.inner.outage.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Records whether the last attempt reached the homeserver, logging the start and the
+    /// end of an outage once each.
+    fn note_reachability(&self, reached: bool, prepared: &Prepared) {
+        let was_down = self.inner.outage.swap(!reached, std::sync::atomic::Ordering::Relaxed);
+        match (was_down, reached) {
+            (false, false) => tracing::warn!(
+                method = %prepared.method,
+                path = prepared.url.path(),
+                homeserver = %self.inner.homeserver,
+                "the homeserver does not answer; calls are retried and events wait until it is back"
+            ),
+            (true, true) => tracing::info!("the homeserver answers again"),
+            _ => {}
         }
     }
 

@@ -70,6 +70,30 @@ impl MatrixError {
         }
     }
 
+    /// Whether the failure is the homeserver being unreachable or overloaded (no answer, a
+    /// timeout, a 5xx or a 429) rather than a refusal: what failed may succeed later, so an
+    /// event whose handling failed this way waits and is tried again.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            MatrixError::Http(_) | MatrixError::Timeout(_) => true,
+            MatrixError::Api { status, .. } => status.is_server_error() || *status == StatusCode::TOO_MANY_REQUESTS,
+            _ => false,
+        }
+    }
+
+    /// Whether any error in `error`'s chain is a transient homeserver failure
+    /// ([`MatrixError::is_transient`]).
+    pub fn is_transient_cause(error: &(dyn std::error::Error + 'static)) -> bool {
+        let mut current = Some(error);
+        while let Some(e) = current {
+            if e.downcast_ref::<MatrixError>().is_some_and(MatrixError::is_transient) {
+                return true;
+            }
+            current = e.source();
+        }
+        false
+    }
+
     /// Whether the homeserver answered with the given Matrix error code.
     pub fn is(&self, errcode: &str) -> bool {
         self.errcode() == Some(errcode)

@@ -35,7 +35,7 @@ use ruma::{
     room::RoomType,
     serde::Raw,
     EventId, Int, MilliSecondsSinceUnixEpoch, MxcUri, OwnedEventId, OwnedMxcUri, OwnedRoomId,
-    OwnedUserId, RoomId, TransactionId, UserId,
+    OwnedUserId, RoomId, UserId,
 };
 use serde_json::{Map, Value};
 
@@ -294,7 +294,8 @@ impl Intent {
         Ok(response.room_id)
     }
 
-    /// Sends a message event to `room` with a fresh transaction ID, joining first if needed.
+    /// Sends a message event to `room`, joining first if needed. The transaction ID comes from
+    /// the cause being handled ([`super::txn::scoped`]), so a replay is deduplicated.
     /// `ts` backdates the event (appservice timestamp massaging) to the remote time.
     pub async fn send_message_event<C>(
         &self,
@@ -322,7 +323,7 @@ impl Intent {
         self.ensure_joined(room).await?;
         let mut request = send_message_event::v3::Request::new_raw(
             room.to_owned(),
-            TransactionId::new(),
+            super::txn::next_txn_id(),
             event_type,
             content,
         );
@@ -392,7 +393,7 @@ impl Intent {
     ) -> Result<OwnedEventId, MatrixError> {
         self.ensure_joined(room).await?;
         let mut request =
-            redact_event::v3::Request::new(room.to_owned(), event.to_owned(), TransactionId::new());
+            redact_event::v3::Request::new(room.to_owned(), event.to_owned(), super::txn::next_txn_id());
         request.reason = reason.map(str::to_owned);
         Ok(self.client.send(request, self.as_user()).await?.event_id)
     }

@@ -116,6 +116,35 @@ impl Intent {
             .to_owned();
         Ok((response.body, content_type))
     }
+
+    /// Like [`Intent::download`], streaming: the response is handed back unread, with its
+    /// content type, so that large media pass through without being held in memory.
+    pub async fn download_stream(&self, mxc: &MxcUri) -> Result<(reqwest::Response, String), MatrixError> {
+        let (server, media_id) = mxc.parts().map_err(|e| MatrixError::InvalidRequest(format!("invalid mxc uri {mxc}: {e}")))?;
+        let request = |prefix: &[&str], query: Vec<(String, String)>| RawRequest {
+            method: Method::GET,
+            path: prefix.iter().copied().chain(["download", server.as_str(), media_id]).map(String::from).collect(),
+            query,
+            content_type: None,
+            body: Bytes::new(),
+        };
+        let client = self.client();
+        let timeout = media_options(client).timeout.unwrap_or(std::time::Duration::from_secs(120));
+        let response = match client.send_raw_streaming(request(&["_matrix", "client", "v1", "media"], Vec::new()), self.as_user(), timeout).await {
+            Err(e) if should_fall_back(&e) => {
+                let legacy = request(&["_matrix", "media", "v3"], vec![("allow_redirect".to_owned(), "true".to_owned())]);
+                client.send_raw_streaming(legacy, self.as_user(), timeout).await?
+            }
+            other => other?,
+        };
+        let content_type = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or("application/octet-stream")
+            .to_owned();
+        Ok((response, content_type))
+    }
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ mod error;
 mod intent;
 mod media;
 mod retry;
+pub mod txn;
 
 pub use client::{ClientOptions, MatrixClient, PathInput, RawRequest, RawResponse, SendOptions};
 pub use error::MatrixError;

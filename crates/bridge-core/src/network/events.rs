@@ -11,7 +11,7 @@ pub type Timestamp = i64;
 /// Something that happened on the remote network, reported by a login's client through
 /// its [`EventSender`]. The core turns each into Matrix actions in the chat's portal;
 /// events of one chat are applied in the order they were sent.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum RemoteEvent {
     /// A new message.
     Message {
@@ -148,7 +148,7 @@ pub struct Sender {
 }
 
 /// One part of a remote message; becomes one Matrix event.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MessagePart {
     /// Stable ID of the part within the message (`""` for single-part messages).
     pub id: PartId,
@@ -157,7 +157,7 @@ pub struct MessagePart {
 }
 
 /// The content of one message part, already converted to Matrix formatting.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum MessageContent {
     /// Text, with an optional HTML rendering.
     Text {
@@ -206,7 +206,7 @@ pub enum MediaKind {
 
 /// A media attachment. The bytes are fetched by the network client when the core asks
 /// ([`super::NetworkClient::download_media`]) so that large files stream.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Media {
     /// The kind.
     pub kind: MediaKind,
@@ -227,7 +227,7 @@ pub struct Media {
 }
 
 /// Information about a chat; `None` fields are unknown or unchanged.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ChatInfo {
     /// The chat's name (a group's title; for DMs the core uses the other person's name).
     pub name: Option<String>,
@@ -245,7 +245,7 @@ pub struct ChatInfo {
 }
 
 /// A member of a chat.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChatMember {
     /// Who.
     pub user: RemoteUserId,
@@ -256,7 +256,7 @@ pub struct ChatMember {
 }
 
 /// Information about a remote user, for their ghost.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UserInfo {
     /// The display name; networks must give a real name whenever they know one.
     pub name: Option<String>,
@@ -267,7 +267,7 @@ pub struct UserInfo {
 }
 
 /// A reference to an avatar image.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AvatarRef {
     /// A stable ID of this avatar version; the image is fetched again only when it changes.
     pub id: String,
@@ -306,6 +306,7 @@ pub enum LoginState {
 pub struct EventSender {
     login: LoginId,
     tx: tokio::sync::mpsc::Sender<(LoginId, RemoteEvent)>,
+    tracked: Option<tokio::sync::mpsc::Sender<TrackedEvent>>,
     ghosts: crate::bridge::ids::GhostNamer,
     owner: Option<ruma::OwnedUserId>,
     store: super::LoginStore,
@@ -319,7 +320,14 @@ impl EventSender {
         ghosts: crate::bridge::ids::GhostNamer,
     ) -> Self {
         let store = super::LoginStore::in_memory(&login);
-        Self { login, tx, ghosts, owner: None, store }
+        Self { login, tx, ghosts, owner: None, store, tracked: None }
+    }
+
+    /// Reports [`EventSender::send_tracked`] events through `tracked` (the bridge's queue
+    /// that answers once each event is applied); without it they are only queued.
+    pub fn with_tracking(mut self, tracked: tokio::sync::mpsc::Sender<TrackedEvent>) -> Self {
+        self.tracked = Some(tracked);
+        self
     }
 
     /// Uses `store` for the login's state (the bridge gives its database-backed store;
@@ -385,6 +393,47 @@ impl EventSender {
     /// Reports an event; returns `false` if the bridge is shutting down.
     pub async fn send(&self, event: RemoteEvent) -> bool {
         self.tx.send((self.login.clone(), event)).await.is_ok()
+    }
+
+    /// Reports an event and returns a handle that resolves once the core has applied it in
+    /// its portal — or kept it in the database to apply later. A network that acknowledges
+    /// events upstream (a replay queue, an update state, delivery receipts) acknowledges
+    /// only after that, so that nothing is lost when the bridge crashes. `None` if the
+    /// bridge is shutting down. A network uses either this or [`EventSender::send`] for its
+    /// events, not both: the two are not ordered with each other.
+    pub async fn send_tracked(&self, event: RemoteEvent) -> Option<Applied> {
+        let Some(tracked) = &self.tracked else {
+            // Outside a bridge (unit tests): queued is as far as it goes.
+            let (done, rx) = tokio::sync::oneshot::channel();
+            let _ = done.send(());
+            return self.send(event).await.then_some(Applied(rx));
+        };
+        let (done, rx) = tokio::sync::oneshot::channel();
+        tracked.send(TrackedEvent { login: self.login.clone(), event, done }).await.ok()?;
+        Some(Applied(rx))
+    }
+}
+
+/// An event reported with [`EventSender::send_tracked`], as the core receives it.
+#[derive(Debug)]
+pub struct TrackedEvent {
+    /// The login that reported it.
+    pub login: LoginId,
+    /// The event.
+    pub event: RemoteEvent,
+    /// Answered once the event is applied (or kept for later).
+    pub done: tokio::sync::oneshot::Sender<()>,
+}
+
+/// Resolves once the core has applied a tracked event (see [`EventSender::send_tracked`]).
+#[derive(Debug)]
+pub struct Applied(tokio::sync::oneshot::Receiver<()>);
+
+impl Applied {
+    /// Waits until the event is applied; `false` if the bridge stopped before that (the
+    /// event must then be reported again after the restart).
+    pub async fn wait(self) -> bool {
+        self.0.await.is_ok()
     }
 }
 

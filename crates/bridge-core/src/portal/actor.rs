@@ -23,6 +23,20 @@ use crate::{
 /// How many events may wait in one portal's queue before senders wait.
 pub const QUEUE_SIZE: usize = 64;
 
+/// How long an actor waits for work before it stops; its portal reloads from the store with
+/// the next event, so a bridge with thousands of quiet portals keeps no task for them.
+pub const IDLE_STOP: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// [`IDLE_STOP`], or in debug builds `BRIDGE_DEBUG_PORTAL_IDLE_SECS` (for the tests).
+fn idle_stop() -> std::time::Duration {
+    if cfg!(debug_assertions) {
+        if let Some(secs) = std::env::var("BRIDGE_DEBUG_PORTAL_IDLE_SECS").ok().and_then(|v| v.parse().ok()) {
+            return std::time::Duration::from_secs(secs);
+        }
+    }
+    IDLE_STOP
+}
+
 /// Starts the actor of `key` and returns its queue.
 pub(super) fn spawn(bridge: Arc<Bridge>, key: PortalKey) -> Handle {
     let (tx, rx) = mpsc::channel(QUEUE_SIZE);
@@ -40,7 +54,12 @@ async fn run(bridge: Arc<Bridge>, key: PortalKey, mut rx: mpsc::Receiver<PortalM
         }
     };
     let shutdown = bridge.shutdown.clone();
+    // Events parked during a homeserver outage (before a restart, say) are applied first.
+    let parked = matches!(bridge.store.remote_pending().first(&key).await, Ok(Some(_)));
     let mut actor = Actor {
+        parked,
+        drain_at: parked.then(tokio::time::Instant::now),
+        drain_backoff: crate::backoff::Backoff::new(std::time::Duration::from_secs(1), std::time::Duration::from_secs(30)),
         bridge,
         key,
         portal,
@@ -50,10 +69,31 @@ async fn run(bridge: Arc<Bridge>, key: PortalKey, mut rx: mpsc::Receiver<PortalM
         puppet_events: HashSet::new(),
         puppet_receipts: HashSet::new(),
     };
+    let idle = idle_stop();
     loop {
+        let drain_at = actor.drain_at;
         let msg = tokio::select! {
+            // Parked events are older than anything queued: they go first.
+            biased;
             _ = shutdown.cancelled() => return,
+            _ = async { tokio::time::sleep_until(drain_at.unwrap_or_else(tokio::time::Instant::now)).await }, if drain_at.is_some() => {
+                actor.drain_parked().await;
+                continue;
+            }
             msg = rx.recv() => msg,
+            // Nothing to do for a while (and nothing parked): stop. Senders that find the
+            // queue closed start a fresh actor.
+            () = tokio::time::sleep(idle), if drain_at.is_none() => {
+                rx.close();
+                while let Ok(msg) = rx.try_recv() {
+                    if !actor.handle(msg).await {
+                        break;
+                    }
+                }
+                actor.bridge.portals.forget_stopped(&actor.key);
+                tracing::debug!("portal idle; its actor stopped");
+                return;
+            }
         };
         let Some(msg) = msg else { return };
         if !actor.handle(msg).await {
@@ -78,14 +118,30 @@ pub(super) struct Actor {
     pub puppet_events: HashSet<String>,
     /// Read receipts double puppets sent here (user, event), whose echoes are skipped.
     pub puppet_receipts: HashSet<(OwnedUserId, String)>,
+    /// Whether remote events of this portal wait in the store for the homeserver: new
+    /// ones are parked behind them, so that order holds.
+    pub parked: bool,
+    /// When to try the parked events next.
+    pub drain_at: Option<tokio::time::Instant>,
+    /// The schedule of those attempts.
+    pub drain_backoff: crate::backoff::Backoff,
 }
 
 impl Actor {
     /// Handles one message; `false` stops the actor.
     async fn handle(&mut self, msg: PortalMsg) -> bool {
         match msg {
-            PortalMsg::Remote { login, event } => self.handle_remote(login, event).await,
-            PortalMsg::Matrix(event) => self.handle_matrix(event).await,
+            PortalMsg::Remote { login, event, done } => {
+                self.handle_remote(login, event).await;
+                if let Some(done) = done {
+                    let _ = done.send(());
+                }
+            }
+            PortalMsg::Matrix(event, ack) => {
+                let cause = event.get("event_id").and_then(serde_json::Value::as_str).unwrap_or_default().to_owned();
+                crate::matrix::txn::scoped(&cause, self.handle_matrix(event)).await;
+                ack.done().await;
+            }
             PortalMsg::Ephemeral(event) => self.handle_ephemeral(event).await,
             PortalMsg::Sync { login, create } => self.sync(login, create).await,
             PortalMsg::EnsureRoom { login, other, reply } => {

@@ -166,6 +166,10 @@ impl Actor {
     }
 
     async fn matrix_message(&mut self, room: &RoomId, sender: &UserId, event_id: &str, kind: &str, content: &Value) -> Result<(), Failure> {
+        if self.mapped(event_id).await?.is_some() {
+            // Handled again after a crash, but it was sent: nothing to do.
+            return Ok(());
+        }
         let incoming = incoming_content(kind, content, &self.bridge.ghosts).map_err(|what| Failure::unsupported(format!("{what} are not supported by the bridge")))?;
         let (live, relay) = self.pick_login(sender).await?;
         let mut out = self.outgoing(incoming).await?;

@@ -30,6 +30,7 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
+    appservice::inbox::InboxAck,
     bridge::Bridge,
     ghost::GhostError,
     matrix::MatrixError,
@@ -37,7 +38,7 @@ use crate::{
     store::{PortalKey, StoreError},
 };
 
-pub use actor::QUEUE_SIZE;
+pub use actor::{IDLE_STOP, QUEUE_SIZE};
 
 /// How many non-portal rooms [`Portals`] remembers.
 const NOT_PORTAL_CACHE: usize = 10_000;
@@ -73,10 +74,10 @@ pub enum PortalError {
 
 /// What a portal actor is asked to do.
 pub(crate) enum PortalMsg {
-    /// A remote event reported by a login.
-    Remote { login: LoginId, event: RemoteEvent },
-    /// A Matrix room event from the inbox.
-    Matrix(Value),
+    /// A remote event reported by a login; `done` is answered once it is applied.
+    Remote { login: LoginId, event: RemoteEvent, done: Option<oneshot::Sender<()>> },
+    /// A Matrix room event from the inbox, acknowledged to the inbox once handled.
+    Matrix(Value, InboxAck),
     /// A Matrix ephemeral event (typing, receipts).
     Ephemeral(Value),
     /// After a login (re)connects: create the room if `create`, then catch up.
@@ -132,8 +133,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Portals {
-    /// Handles an event a login reported (not a state change).
-    pub async fn handle_remote(&self, bridge: &Arc<Bridge>, login: LoginId, event: RemoteEvent) {
+    /// Handles an event a login reported (not a state change); `done` is answered once it
+    /// is applied (or parked for later).
+    pub async fn handle_remote(&self, bridge: &Arc<Bridge>, login: LoginId, event: RemoteEvent, done: Option<oneshot::Sender<()>>) {
         let chat = match &event {
             RemoteEvent::Message { chat, .. }
             | RemoteEvent::Edit { chat, .. }
@@ -152,22 +154,31 @@ impl Portals {
                         tracing::warn!(%user, error = %e, "could not update a ghost");
                     }
                 }
+                if let Some(done) = done {
+                    let _ = done.send(());
+                }
                 return;
             }
-            RemoteEvent::StateChanged(_) | RemoteEvent::Notice(_) => return,
+            RemoteEvent::StateChanged(_) | RemoteEvent::Notice(_) => {
+                if let Some(done) = done {
+                    let _ = done.send(());
+                }
+                return;
+            }
         };
-        self.send(bridge, &portal_key(&chat), PortalMsg::Remote { login, event }).await;
+        self.send(bridge, &portal_key(&chat), PortalMsg::Remote { login, event, done }).await;
     }
 
-    /// Handles a Matrix event in a room that is not a management room and not a command.
-    /// Returns `false` if the room is not a portal.
-    pub async fn handle_matrix(&self, bridge: &Arc<Bridge>, event: &Value) -> bool {
+    /// Handles a Matrix event in a room that is not a management room and not a command:
+    /// the room's portal handles it and then calls `ack`. Returns the ack unused if the
+    /// room is not a portal.
+    pub async fn handle_matrix(&self, bridge: &Arc<Bridge>, event: &Value, ack: InboxAck) -> Option<InboxAck> {
         let Some(room) = event.get("room_id").and_then(Value::as_str).and_then(|r| RoomId::parse(r).ok()) else {
-            return false;
+            return Some(ack);
         };
-        let Some(key) = self.key_for_room(bridge, &room).await else { return false };
-        self.send(bridge, &key, PortalMsg::Matrix(event.clone())).await;
-        true
+        let Some(key) = self.key_for_room(bridge, &room).await else { return Some(ack) };
+        self.send(bridge, &key, PortalMsg::Matrix(event.clone(), ack)).await;
+        None
     }
 
     /// Handles an ephemeral event (typing, receipts). Never waits: dropped if the portal
@@ -190,6 +201,22 @@ impl Portals {
     /// chats if the network can list them.
     pub async fn sync_login(&self, bridge: &Arc<Bridge>, login: &LoginId) {
         backfill::sync_login(self, bridge, login).await;
+    }
+
+    /// Starts the actor of every portal with remote events parked during a homeserver
+    /// outage (at startup, after the logins are loaded): each applies them, in order.
+    pub async fn resume_parked(&self, bridge: &Arc<Bridge>) {
+        match bridge.store.remote_pending().portals().await {
+            Ok(keys) => {
+                if !keys.is_empty() {
+                    tracing::info!(portals = keys.len(), "bridging remote events that waited for the homeserver");
+                }
+                for key in keys {
+                    self.handle(bridge, &key);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not read the parked remote events"),
+        }
     }
 
     /// The portal room of `chat` as seen by `login`, created if needed, with the login's
@@ -256,6 +283,20 @@ impl Portals {
         let (reply, rx) = oneshot::channel();
         self.send(bridge, &key, PortalMsg::Delete { reply }).await;
         rx.await.map_err(|_| PortalError::Stopped)?
+    }
+
+    /// Forgets the actor of `key` if it has stopped (an idle actor, as it exits); a newer
+    /// actor already started for the key is kept.
+    fn forget_stopped(&self, key: &PortalKey) {
+        let mut map = lock(&self.by_key);
+        if map.get(key).is_some_and(|h| h.tx.is_closed()) {
+            map.remove(key);
+        }
+    }
+
+    /// How many portal actors are running.
+    pub fn running(&self) -> usize {
+        lock(&self.by_key).values().filter(|h| !h.tx.is_closed()).count()
     }
 
     /// Records that `room` is the portal `key` (after the room is created).

@@ -79,14 +79,114 @@ impl Actor {
         }
     }
 
-    /// Applies one remote event. Failures are logged: the network cannot be told.
+    /// Applies one remote event. While the homeserver is unreachable the event is parked
+    /// in the store (with every later event of this portal, so that order holds) and
+    /// applied when it is back ([`Actor::drain_parked`]). Other failures are logged: the
+    /// network cannot be told.
     pub(super) async fn handle_remote(&mut self, login: LoginId, event: RemoteEvent) {
+        if self.parked {
+            self.park(&login, &event).await;
+            return;
+        }
         let Ok(live) = self.live(&login) else {
             tracing::debug!(%login, "event from a login that is gone; dropped");
             return;
         };
-        if let Err(e) = self.apply_remote(&live, event).await {
-            tracing::warn!(error = %e, "could not bridge a remote event");
+        match self.apply_scoped(&live, event.clone()).await {
+            Ok(()) => {}
+            Err(e) if MatrixError::is_transient_cause(&e) => {
+                tracing::warn!(error = %e, "the homeserver is unreachable; this chat's events wait in the database until it is back");
+                self.park(&login, &event).await;
+                self.parked = true;
+                self.schedule_drain();
+            }
+            Err(e) => tracing::warn!(error = %e, "could not bridge a remote event"),
+        }
+    }
+
+    /// Applies a remote event with transaction IDs derived from it, so that applying it
+    /// again (after a crash, or from the parked queue) is deduplicated by the homeserver.
+    async fn apply_scoped(&mut self, live: &LiveLogin, event: RemoteEvent) -> Result<(), PortalError> {
+        if matches!(event, RemoteEvent::Message { .. }) {
+            // Numbered per part inside (parts already mapped are skipped on a replay).
+            return self.apply_remote(live, event).await;
+        }
+        let cause = format!("{}/{}/{}", self.key.remote_id, self.key.receiver, serde_json::to_string(&event).unwrap_or_default());
+        crate::matrix::txn::scoped(&cause, self.apply_remote(live, event)).await
+    }
+
+    /// Stores `event` at the end of this portal's parked events.
+    async fn park(&mut self, login: &LoginId, event: &RemoteEvent) {
+        let json = match serde_json::to_string(event) {
+            Ok(json) => json,
+            Err(e) => {
+                tracing::error!(error = %e, "could not serialise a remote event to keep it; dropped");
+                return;
+            }
+        };
+        match self.bridge.store.remote_pending().push(&self.key, login.as_str(), &json).await {
+            Ok(()) => tracing::debug!(event = %remote_event_name(event), "remote event parked until the homeserver is back"),
+            Err(e) => tracing::error!(error = %e, "could not keep a remote event for later; dropped"),
+        }
+        self.bridge.metrics.remote_parked();
+    }
+
+    /// Plans the next attempt to apply the parked events, with backoff.
+    pub(super) fn schedule_drain(&mut self) {
+        let delay = self.drain_backoff.next_delay();
+        self.drain_at = Some(tokio::time::Instant::now() + delay);
+    }
+
+    /// Applies the parked events in order until none is left or the homeserver fails again.
+    pub(super) async fn drain_parked(&mut self) {
+        self.drain_at = None;
+        let bridge = self.bridge.clone();
+        let store = bridge.store.remote_pending();
+        loop {
+            let row = match store.first(&self.key).await {
+                Ok(Some(row)) => row,
+                Ok(None) => {
+                    if self.parked {
+                        tracing::info!("the events that waited for the homeserver are bridged");
+                    }
+                    self.parked = false;
+                    self.drain_backoff.reset();
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not read the parked events; trying again later");
+                    self.parked = true;
+                    self.schedule_drain();
+                    return;
+                }
+            };
+            self.parked = true;
+            let event: RemoteEvent = match serde_json::from_str(&row.event) {
+                Ok(event) => event,
+                Err(e) => {
+                    tracing::error!(error = %e, "a parked remote event is unreadable; dropped");
+                    let _ = store.remove(row.seq).await;
+                    continue;
+                }
+            };
+            let Ok(live) = self.live(&LoginId(row.login_id.clone())) else {
+                // After a restart the login may not be connected yet.
+                self.schedule_drain();
+                return;
+            };
+            let name = remote_event_name(&event);
+            match self.apply_scoped(&live, event).await {
+                Ok(()) => tracing::debug!(event = %name, "parked remote event bridged"),
+                Err(e) if MatrixError::is_transient_cause(&e) => {
+                    tracing::debug!(error = %e, "the homeserver is still unreachable");
+                    self.schedule_drain();
+                    return;
+                }
+                Err(e) => tracing::warn!(error = %e, "could not bridge a parked remote event"),
+            }
+            if let Err(e) = store.remove(row.seq).await {
+                tracing::warn!(error = %e, "could not remove a bridged parked event");
+            }
         }
     }
 
@@ -251,7 +351,8 @@ impl Actor {
         for (i, part) in pending.into_iter().enumerate() {
             let mut content = self.part_content(live, &speaker.intent, &part.content).await;
             add_relations(&mut content.content, if i == 0 { reply_event.as_deref() } else { None }, thread_event.as_deref());
-            let mxid = self.send_as(&speaker, room, content.event_type, content.content, Some(*timestamp)).await?;
+            let cause = format!("{}/{}/{}/{}", self.key.remote_id, self.key.receiver, id, part.id);
+            let mxid = crate::matrix::txn::scoped(&cause, self.send_as(&speaker, room, content.event_type, content.content, Some(*timestamp))).await?;
             let row = Message {
                 portal: self.key.clone(),
                 remote_id: id.0.clone(),
@@ -395,3 +496,22 @@ pub(super) fn event_id(id: &str) -> Result<OwnedEventId, PortalError> {
     OwnedEventId::try_from(id).map_err(|e| PortalError::Refused(format!("invalid stored event id {id}: {e}")))
 }
 
+
+/// A short name of a remote event for the logs: its kind and remote ID, never its content.
+pub(super) fn remote_event_name(event: &RemoteEvent) -> String {
+    match event {
+        RemoteEvent::Message { id, .. } => format!("message {id}"),
+        RemoteEvent::Edit { id, .. } => format!("edit of {id}"),
+        RemoteEvent::Delete { id, .. } => format!("deletion of {id}"),
+        RemoteEvent::ReactionAdd { target, .. } => format!("reaction to {target}"),
+        RemoteEvent::ReactionRemove { target, .. } => format!("reaction removed from {target}"),
+        RemoteEvent::Typing { .. } => "typing".to_owned(),
+        RemoteEvent::ReadReceipt { up_to, .. } => format!("receipt up to {up_to}"),
+        RemoteEvent::ChatInfoChanged { .. } => "chat info".to_owned(),
+        RemoteEvent::UserInfoChanged { user, .. } => format!("user info of {user}"),
+        RemoteEvent::ChatCreated { .. } => "chat created".to_owned(),
+        RemoteEvent::ChatDeleted { .. } => "chat deleted".to_owned(),
+        RemoteEvent::StateChanged(_) => "state".to_owned(),
+        RemoteEvent::Notice(_) => "notice".to_owned(),
+    }
+}

@@ -58,6 +58,9 @@ pub fn router(bridge: Arc<Bridge>) -> Router {
         .with_state(state)
 }
 
+/// How many unfinished login processes one user may have at once.
+const MAX_PROCESSES_PER_USER: usize = 3;
+
 /// The API's state.
 struct Api {
     bridge: Arc<Bridge>,
@@ -102,6 +105,9 @@ impl Api {
         };
         let user = OwnedUserId::try_from(user.as_str())
             .map_err(|e| ApiError::new(400, "M_INVALID_PARAM", format!("Invalid user_id: {e}")))?;
+        if self.bridge.is_bridge_user(&user) {
+            return Err(ApiError::new(403, "M_FORBIDDEN", "The bridge bot and the bridge's ghosts cannot log in"));
+        }
         if self.bridge.permission(&user) < PermissionLevel::User {
             return Err(ApiError::new(403, "M_FORBIDDEN", "You need the user permission level to log in"));
         }
@@ -213,6 +219,14 @@ async fn post_start(
     headers: HeaderMap,
 ) -> ApiResult {
     let user = api.authenticate(&headers, &query)?;
+    let unfinished = api.processes.lock().unwrap_or_else(|e| e.into_inner()).values().filter(|p| p.user == user).count();
+    if unfinished >= MAX_PROCESSES_PER_USER {
+        return Err(ApiError::new(
+            429,
+            "M_LIMIT_EXCEEDED",
+            format!("You already have {unfinished} unfinished logins; finish or cancel one first"),
+        ));
+    }
     let driver = LoginDriver::create(&api.bridge, &user, Some(&flow_id)).await.map_err(login_error)?;
     let process = Arc::new(Process {
         id: process_id(),

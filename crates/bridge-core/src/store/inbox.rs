@@ -21,7 +21,7 @@ pub struct InsertOutcome {
     /// Events skipped because their event ID was already queued (all of them when the
     /// whole transaction is a duplicate).
     pub duplicate: usize,
-    /// The transaction ID was recorded within the window, so nothing was stored.
+    /// The transaction key (ID and body hash) was already recorded, so nothing was stored.
     pub duplicate_transaction: bool,
 }
 
@@ -32,7 +32,7 @@ pub struct InboxEntry {
     pub seq: i64,
     /// The Matrix event ID.
     pub event_id: String,
-    /// The ID of the transaction that delivered the event.
+    /// The key of the transaction that delivered the event (see [`Inbox::insert_transaction`]).
     pub txn_id: String,
     /// When the event was stored (ms since the Unix epoch).
     pub received_at: i64,
@@ -52,11 +52,9 @@ impl InboxEntry {
     }
 }
 
-/// Records `txn_id` at `$2` unless it was recorded at or after `$3`; yields a row only when
-/// the transaction is new (or its previous record is older than the window).
+/// Records the transaction key `$1` at `$2`; yields a row only when the key is new.
 const RECORD_TXN: &str = "INSERT INTO as_txn (txn_id, received_at) VALUES ($1, $2) \
-     ON CONFLICT (txn_id) DO UPDATE SET received_at = excluded.received_at \
-     WHERE as_txn.received_at < $3 \
+     ON CONFLICT (txn_id) DO NOTHING \
      RETURNING txn_id";
 
 /// Access to `as_inbox` and `as_txn`; get one from [`super::Store::inbox`].
@@ -72,42 +70,24 @@ impl<'a> Inbox<'a> {
 
     /// Stores a transaction's events, `(event_id, raw_json)`, in one database transaction.
     ///
-    /// If `txn_id` was recorded within the last `window_ms`, nothing is stored and the
-    /// outcome has `duplicate_transaction: true`. Otherwise the transaction ID is recorded
-    /// and every event whose ID is not already queued is appended, in the given order.
-    pub async fn insert_transaction(
-        self,
-        txn_id: &str,
-        events: &[(String, String)],
-        window_ms: i64,
-    ) -> Result<InsertOutcome, StoreError> {
-        self.insert_transaction_at(txn_id, events, window_ms, now_ms())
-            .await
+    /// `txn_key` identifies the transaction: its ID and a hash of its body (see
+    /// [`transaction_key`]). If the key was already recorded (a retry of a transaction the
+    /// homeserver did not see acknowledged), nothing is stored and the outcome has
+    /// `duplicate_transaction: true`. Otherwise the key is recorded and every event whose ID
+    /// is not already queued is appended, in the given order.
+    pub async fn insert_transaction(self, txn_key: &str, events: &[(String, String)]) -> Result<InsertOutcome, StoreError> {
+        self.insert_transaction_at(txn_key, events, now_ms()).await
     }
 
     /// [`Inbox::insert_transaction`] with the clock given by the caller (`now` in ms).
-    pub async fn insert_transaction_at(
-        self,
-        txn_id: &str,
-        events: &[(String, String)],
-        window_ms: i64,
-        now: i64,
-    ) -> Result<InsertOutcome, StoreError> {
+    pub async fn insert_transaction_at(self, txn_key: &str, events: &[(String, String)], now: i64) -> Result<InsertOutcome, StoreError> {
+        let txn_id = txn_key;
         let mut tx = self.pool.begin().await?;
         // Writing first takes SQLite's write lock at once (no lock upgrade deadlock).
-        let fresh = sqlx::query(RECORD_TXN)
-            .bind(txn_id)
-            .bind(now)
-            .bind(now.saturating_sub(window_ms))
-            .fetch_optional(&mut *tx)
-            .await?;
+        let fresh = sqlx::query(RECORD_TXN).bind(txn_id).bind(now).fetch_optional(&mut *tx).await?;
         if fresh.is_none() {
             tx.rollback().await?;
-            return Ok(InsertOutcome {
-                new: 0,
-                duplicate: events.len(),
-                duplicate_transaction: true,
-            });
+            return Ok(InsertOutcome { new: 0, duplicate: events.len(), duplicate_transaction: true });
         }
         let mut outcome = InsertOutcome::default();
         for (event_id, event) in events {
@@ -131,28 +111,10 @@ impl<'a> Inbox<'a> {
         Ok(outcome)
     }
 
-    /// Whether `txn_id` was recorded within the last `window_ms`.
-    pub async fn seen_transaction(self, txn_id: &str, window_ms: i64) -> Result<bool, StoreError> {
-        let row =
-            sqlx::query("SELECT COUNT(*) AS n FROM as_txn WHERE txn_id = $1 AND received_at >= $2")
-                .bind(txn_id)
-                .bind(now_ms().saturating_sub(window_ms))
-                .fetch_one(self.pool)
-                .await?;
+    /// Whether the transaction key was recorded.
+    pub async fn seen_transaction(self, txn_key: &str) -> Result<bool, StoreError> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM as_txn WHERE txn_id = $1").bind(txn_key).fetch_one(self.pool).await?;
         Ok(row.try_get::<i64, _>("n")? > 0)
-    }
-
-    /// Records `txn_id` as received now (outside [`Inbox::insert_transaction`]).
-    pub async fn record_transaction(self, txn_id: &str) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO as_txn (txn_id, received_at) VALUES ($1, $2) \
-             ON CONFLICT (txn_id) DO UPDATE SET received_at = excluded.received_at",
-        )
-        .bind(txn_id)
-        .bind(now_ms())
-        .execute(self.pool)
-        .await?;
-        Ok(())
     }
 
     /// Up to `limit` unprocessed events, oldest first.
@@ -167,6 +129,20 @@ impl<'a> Inbox<'a> {
         rows.iter().map(InboxEntry::from_row).collect()
     }
 
+    /// Up to `limit` unprocessed events queued after position `after`, oldest first: the
+    /// worker reads on from the last event it dispatched while earlier ones are in flight.
+    pub async fn pending_after(self, after: i64, limit: i64) -> Result<Vec<InboxEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, event_id, txn_id, received_at, event FROM as_inbox \
+             WHERE processed_at IS NULL AND seq > $1 ORDER BY seq LIMIT $2",
+        )
+        .bind(after)
+        .bind(limit.max(0))
+        .fetch_all(self.pool)
+        .await?;
+        rows.iter().map(InboxEntry::from_row).collect()
+    }
+
     /// How many events are waiting to be processed.
     pub async fn pending_count(self) -> Result<u64, StoreError> {
         let row = sqlx::query("SELECT COUNT(*) AS n FROM as_inbox WHERE processed_at IS NULL")
@@ -175,10 +151,11 @@ impl<'a> Inbox<'a> {
         Ok(u64::try_from(row.try_get::<i64, _>("n")?).unwrap_or(0))
     }
 
-    /// Marks the event at `seq` processed. Returns whether it was pending.
+    /// Marks the event at `seq` processed and forgets its content (only the event ID stays,
+    /// for deduplication). Returns whether it was pending.
     pub async fn mark_done(self, seq: i64) -> Result<bool, StoreError> {
         let done = sqlx::query(
-            "UPDATE as_inbox SET processed_at = $1 WHERE seq = $2 AND processed_at IS NULL",
+            "UPDATE as_inbox SET processed_at = $1, event = '' WHERE seq = $2 AND processed_at IS NULL",
         )
         .bind(now_ms())
         .bind(seq)
@@ -208,4 +185,14 @@ impl<'a> Inbox<'a> {
             .await?;
         Ok(done.rows_affected())
     }
+}
+
+/// The key under which a transaction is recorded: its ID and the SHA-256 of its body, so
+/// that a retry (same ID, same body) is recognised and a new transaction that reuses an ID
+/// after a homeserver restart is not.
+pub fn transaction_key(txn_id: &str, body: &[u8]) -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(body);
+    let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    format!("{txn_id}/{hex}")
 }

@@ -22,18 +22,16 @@ pub struct Migration {
 }
 
 /// The SQLite migrations, in order.
-pub(crate) const SQLITE: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial",
-    sql: include_str!("../../migrations/sqlite/0001_initial.sql"),
-}];
+pub(crate) const SQLITE: &[Migration] = &[
+    Migration { version: 1, name: "initial", sql: include_str!("../../migrations/sqlite/0001_initial.sql") },
+    Migration { version: 2, name: "remote_pending", sql: include_str!("../../migrations/sqlite/0002_remote_pending.sql") },
+];
 
 /// The PostgreSQL migrations, in order (same versions and meaning as [`SQLITE`]).
-pub(crate) const POSTGRES: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial",
-    sql: include_str!("../../migrations/postgres/0001_initial.sql"),
-}];
+pub(crate) const POSTGRES: &[Migration] = &[
+    Migration { version: 1, name: "initial", sql: include_str!("../../migrations/postgres/0001_initial.sql") },
+    Migration { version: 2, name: "remote_pending", sql: include_str!("../../migrations/postgres/0002_remote_pending.sql") },
+];
 
 /// The migrations for one backend.
 pub(crate) fn migrations(backend: Backend) -> &'static [Migration] {

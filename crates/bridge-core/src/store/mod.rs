@@ -15,6 +15,7 @@
 
 mod ghosts;
 mod inbox;
+mod remote_pending;
 mod kv;
 mod messages;
 mod migrate;
@@ -34,12 +35,13 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyConnection, AnyPool, Connection};
 
 pub use ghosts::{Ghost, Ghosts};
-pub use inbox::{Inbox, InboxEntry, InsertOutcome};
+pub use inbox::{transaction_key, Inbox, InboxEntry, InsertOutcome};
 pub use kv::Kv;
 pub use messages::{Message, Messages};
 pub use migrate::Migration;
 pub use portals::{Portal, PortalKey, PortalKind, Portals};
 pub use reactions::{Reaction, Reactions};
+pub use remote_pending::{PendingRemote, RemotePending};
 pub use user_logins::{UserLogin, UserLogins};
 pub use users::{User, Users};
 
@@ -238,6 +240,11 @@ impl Store {
     /// The appservice inbox (`as_inbox` and `as_txn`).
     pub fn inbox(&self) -> Inbox<'_> {
         Inbox::new(&self.pool)
+    }
+
+    /// Remote events parked while the homeserver was unreachable (`remote_pending`).
+    pub fn remote_pending(&self) -> RemotePending<'_> {
+        RemotePending::new(&self.pool)
     }
 }
 

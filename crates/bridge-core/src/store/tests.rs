@@ -141,7 +141,9 @@ conformance! {
     kv_prefixes => sqlite_kv_prefixes, postgres_kv_prefixes;
     login_store_is_per_login => sqlite_login_store_is_per_login, postgres_login_store_is_per_login;
     inbox_dedup_by_event_id => sqlite_inbox_dedup_by_event_id, postgres_inbox_dedup_by_event_id;
-    inbox_txn_window => sqlite_inbox_txn_window, postgres_inbox_txn_window;
+    inbox_txn_keys => sqlite_inbox_txn_keys, postgres_inbox_txn_keys;
+    remote_pending_in_order_per_portal => sqlite_remote_pending_in_order_per_portal, postgres_remote_pending_in_order_per_portal;
+    inbox_done_rows_keep_no_content => sqlite_inbox_done_rows_keep_no_content, postgres_inbox_done_rows_keep_no_content;
     inbox_pending_order_and_done => sqlite_inbox_pending_order_and_done, postgres_inbox_pending_order_and_done;
     inbox_concurrent_same_txn => sqlite_inbox_concurrent_same_txn, postgres_inbox_concurrent_same_txn;
     survives_reopen => sqlite_survives_reopen, postgres_survives_reopen;
@@ -751,7 +753,7 @@ async fn login_store_is_per_login(db: TestDb) {
 async fn inbox_dedup_by_event_id(db: TestDb) {
     let inbox = db.store.inbox();
     let out = inbox
-        .insert_transaction("1", &events(&["$a", "$b"]), 60_000)
+        .insert_transaction("1", &events(&["$a", "$b"]))
         .await
         .expect("txn 1");
     assert_eq!(
@@ -764,7 +766,7 @@ async fn inbox_dedup_by_event_id(db: TestDb) {
     );
     // A different transaction repeating an event stores only the new one.
     let out = inbox
-        .insert_transaction("2", &events(&["$b", "$c", "$c"]), 60_000)
+        .insert_transaction("2", &events(&["$b", "$c", "$c"]))
         .await
         .expect("txn 2");
     assert_eq!(
@@ -780,7 +782,7 @@ async fn inbox_dedup_by_event_id(db: TestDb) {
     let first = inbox.pending(1).await.expect("pending").remove(0);
     assert!(inbox.mark_done(first.seq).await.expect("done"));
     let out = inbox
-        .insert_transaction("3", &events(&["$a"]), 60_000)
+        .insert_transaction("3", &events(&["$a"]))
         .await
         .expect("txn 3");
     assert_eq!(
@@ -793,86 +795,84 @@ async fn inbox_dedup_by_event_id(db: TestDb) {
     );
     // An empty transaction is fine.
     let out = inbox
-        .insert_transaction("4", &[], 60_000)
+        .insert_transaction("4", &[])
         .await
         .expect("txn 4");
     assert_eq!(out, InsertOutcome::default());
 }
 
-async fn inbox_txn_window(db: TestDb) {
+async fn inbox_txn_keys(db: TestDb) {
+    use crate::store::transaction_key;
     let inbox = db.store.inbox();
     let t0 = 1_000_000;
-    let out = inbox
-        .insert_transaction_at("7", &events(&["$a"]), 10_000, t0)
-        .await
-        .expect("first");
+    let first = transaction_key("7", b"body one");
+    let out = inbox.insert_transaction_at(&first, &events(&["$a"]), t0).await.expect("first");
     assert_eq!(out.new, 1);
-    // Within the window the same txn ID is a duplicate: nothing is stored.
-    let out = inbox
-        .insert_transaction_at("7", &events(&["$b"]), 10_000, t0 + 10_000)
-        .await
-        .expect("retry");
-    assert_eq!(
-        out,
-        InsertOutcome {
-            new: 0,
-            duplicate: 1,
-            duplicate_transaction: true
-        }
-    );
-    assert_eq!(pending_ids(&db).await, vec!["$a"]);
-    // After the window (the homeserver restarted its counter) it is a new transaction.
-    let out = inbox
-        .insert_transaction_at("7", &events(&["$b"]), 10_000, t0 + 10_001)
-        .await
-        .expect("later");
-    assert_eq!(
-        out,
-        InsertOutcome {
-            new: 1,
-            duplicate: 0,
-            duplicate_transaction: false
-        }
-    );
-    // And the window restarts from the newest record.
-    let out = inbox
-        .insert_transaction_at("7", &events(&["$c"]), 10_000, t0 + 15_000)
-        .await
-        .expect("retry 2");
-    assert!(out.duplicate_transaction);
+    // A retry (same ID, same body) is a duplicate: nothing is stored.
+    let out = inbox.insert_transaction_at(&first, &events(&["$a"]), t0 + 10_000).await.expect("retry");
+    assert_eq!(out, InsertOutcome { new: 0, duplicate: 1, duplicate_transaction: true });
+    // The same ID with another body (the homeserver restarted its counter) is new, however
+    // soon it comes: nothing of it is lost.
+    let reused = transaction_key("7", b"body two");
+    assert_ne!(first, reused);
+    let out = inbox.insert_transaction_at(&reused, &events(&["$b"]), t0 + 1).await.expect("reused id");
+    assert_eq!(out, InsertOutcome { new: 1, duplicate: 0, duplicate_transaction: false });
     assert_eq!(pending_ids(&db).await, vec!["$a", "$b"]);
+    assert!(inbox.seen_transaction(&reused).await.expect("seen"));
+    assert!(!inbox.seen_transaction(&transaction_key("7", b"body three")).await.expect("not seen"));
 
-    // The standalone helpers use the real clock.
-    assert!(!inbox.seen_transaction("42", 60_000).await.expect("seen"));
-    inbox.record_transaction("42").await.expect("record");
-    assert!(inbox.seen_transaction("42", 60_000).await.expect("seen"));
-    assert!(!inbox
-        .seen_transaction("7", 60_000)
-        .await
-        .expect("old record"));
-    assert!(
-        inbox
-            .insert_transaction("42", &events(&["$x"]), 60_000)
-            .await
-            .expect("dup")
-            .duplicate_transaction
-    );
+    // Old keys are pruned by age.
+    assert_eq!(inbox.prune_transactions(t0 + 5).await.expect("prune"), 2);
+    assert!(!inbox.seen_transaction(&first).await.expect("pruned"));
+}
 
-    assert_eq!(
-        inbox.prune_transactions(t0 + 20_000).await.expect("prune"),
-        1
-    );
-    assert!(inbox.seen_transaction("42", 60_000).await.expect("kept"));
+async fn remote_pending_in_order_per_portal(db: TestDb) {
+    let store = db.store.remote_pending();
+    let a = PortalKey { remote_id: "chat-a".into(), receiver: String::new() };
+    let b = PortalKey { remote_id: "chat-b".into(), receiver: "login1".into() };
+    assert_eq!(store.first(&a).await.expect("empty"), None);
+    store.push(&a, "login1", "{\"n\":1}").await.expect("push");
+    store.push(&b, "login1", "{\"n\":2}").await.expect("push");
+    store.push(&a, "login2", "{\"n\":3}").await.expect("push");
+    assert_eq!(store.count().await.expect("count"), 3);
+    let mut portals = store.portals().await.expect("portals");
+    portals.sort_by(|x, y| x.remote_id.cmp(&y.remote_id));
+    assert_eq!(portals, vec![a.clone(), b.clone()]);
+    let first = store.first(&a).await.expect("first").expect("some");
+    assert_eq!((first.login_id.as_str(), first.event.as_str()), ("login1", "{\"n\":1}"));
+    store.remove(first.seq).await.expect("remove");
+    let next = store.first(&a).await.expect("next").expect("some");
+    assert_eq!((next.login_id.as_str(), next.event.as_str()), ("login2", "{\"n\":3}"));
+    store.remove(next.seq).await.expect("remove");
+    assert_eq!(store.first(&a).await.expect("drained"), None);
+    assert_eq!(store.count().await.expect("count"), 1);
+}
+
+async fn inbox_done_rows_keep_no_content(db: TestDb) {
+    let inbox = db.store.inbox();
+    let secret = r#"{"content":{"body":"my-secret-token"}}"#;
+    inbox.insert_transaction("1", &[("$s".to_owned(), secret.to_owned()), ("$t".to_owned(), "{}".to_owned())]).await.expect("txn");
+    let all = inbox.pending(10).await.expect("pending");
+    assert_eq!(all[0].event, secret);
+    assert!(inbox.mark_done(all[0].seq).await.expect("done"));
+    // The worker reads on after what it dispatched.
+    let after = inbox.pending_after(all[0].seq, 10).await.expect("after");
+    assert_eq!(after.iter().map(|e| e.event_id.as_str()).collect::<Vec<_>>(), vec!["$t"]);
+    let row = sqlx::query("SELECT event FROM as_inbox WHERE event_id = '$s'").fetch_one(&db.store.pool).await.expect("row");
+    let kept: String = sqlx::Row::try_get(&row, "event").expect("event");
+    assert!(kept.is_empty(), "a handled event's content is forgotten: {kept}");
+    // Still deduplicated by its ID.
+    assert_eq!(inbox.insert_transaction("2", &events(&["$s"])).await.expect("dup").duplicate, 1);
 }
 
 async fn inbox_pending_order_and_done(db: TestDb) {
     let inbox = db.store.inbox();
     inbox
-        .insert_transaction("1", &events(&["$z", "$y"]), 60_000)
+        .insert_transaction("1", &events(&["$z", "$y"]))
         .await
         .expect("txn 1");
     inbox
-        .insert_transaction("2", &events(&["$x"]), 60_000)
+        .insert_transaction("2", &events(&["$x"]))
         .await
         .expect("txn 2");
     let all = inbox.pending(10).await.expect("pending");
@@ -899,7 +899,7 @@ async fn inbox_pending_order_and_done(db: TestDb) {
     assert_eq!(inbox.prune_done(0).await.expect("prune none"), 0);
     // Once pruned, an event ID is no longer deduplicated.
     let out = inbox
-        .insert_transaction("3", &events(&["$y"]), 60_000)
+        .insert_transaction("3", &events(&["$y"]))
         .await
         .expect("txn 3");
     assert_eq!(out.new, 1);
@@ -911,8 +911,8 @@ async fn inbox_concurrent_same_txn(db: TestDb) {
     let ids: Vec<String> = (0..20).map(|i| format!("$e{i}")).collect();
     let batch: Vec<_> = ids.iter().map(|id| (id.clone(), "{}".to_owned())).collect();
     let (a, b) = tokio::join!(
-        db.store.inbox().insert_transaction("9", &batch, 60_000),
-        db.store.inbox().insert_transaction("9", &batch, 60_000),
+        db.store.inbox().insert_transaction("9", &batch),
+        db.store.inbox().insert_transaction("9", &batch),
     );
     let (a, b) = (a.expect("a"), b.expect("b"));
     assert_eq!(
@@ -929,7 +929,7 @@ async fn survives_reopen(db: TestDb) {
     db.store.kv().set("k", "v").await.expect("kv");
     db.store
         .inbox()
-        .insert_transaction("1", &events(&["$a"]), 60_000)
+        .insert_transaction("1", &events(&["$a"]))
         .await
         .expect("inbox");
     db.store.close().await;
@@ -951,7 +951,7 @@ async fn survives_reopen(db: TestDb) {
     // The inbox still deduplicates what it had before the restart.
     let out = reopened
         .inbox()
-        .insert_transaction("2", &events(&["$a"]), 60_000)
+        .insert_transaction("2", &events(&["$a"]))
         .await
         .expect("dup");
     assert_eq!(out.duplicate, 1);
