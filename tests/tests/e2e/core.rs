@@ -80,6 +80,22 @@ async fn bot_joins_a_dm_and_answers_commands() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Every DM a user opens with the bot is a management room: a second one does not silently
+/// take over from the first.
+#[tokio::test]
+async fn every_dm_with_the_bot_is_a_management_room() -> anyhow::Result<()> {
+    let bridge = TestBridge::start(Options::default()).await?;
+    let user = bridge.user("twodms").await?;
+    let first = bridge.management_room(&user).await?;
+    let second = bridge.management_room(&user).await?;
+    assert_ne!(first, second);
+    for room in [&first, &second, &first] {
+        let answer = bridge.command(&user, room, "version").await?;
+        assert!(answer.starts_with("Test bridge"), "{answer}");
+    }
+    Ok(())
+}
+
 #[tokio::test]
 async fn bot_declines_invites_from_blocked_users() -> anyhow::Result<()> {
     let blocked = bridge_tests::random_localpart("mallory");

@@ -12,6 +12,11 @@ use crate::{
     config::PermissionLevel,
 };
 
+/// The kv key that marks `room` as a management room (its value: the user).
+fn management_key(room: &ruma::RoomId) -> String {
+    format!("management_room.{room}")
+}
+
 /// The bridge's [`AppserviceHandler`].
 pub(crate) struct Handler {
     bridge: Arc<Bridge>,
@@ -34,6 +39,8 @@ impl Handler {
         if is_direct {
             self.bridge.store.users().upsert(inviter.as_str()).await?;
             self.bridge.store.users().set_management_room(inviter.as_str(), Some(room.as_str())).await?;
+            // Every DM with the bot stays a management room; the newest gets the notices.
+            self.bridge.store.kv().set(&management_key(&room), inviter.as_str()).await?;
             let name = self.bridge.info.display_name;
             commands::reply(
                 &self.bridge,
@@ -68,6 +75,20 @@ impl Handler {
         commands::reply(&self.bridge, room, None, &text).await
     }
 
+    /// Whether `room` is one of `user`'s DMs with the bot: the newest (kept on the user) or
+    /// an older one (kept in the kv store). Portals never are, and are told apart from the
+    /// cache without a query.
+    async fn is_management_room(&self, user: &OwnedUserId, room: &OwnedRoomId) -> anyhow::Result<bool> {
+        let newest = self.bridge.store.users().get(user.as_str()).await?.and_then(|u| u.management_room);
+        if newest.as_deref() == Some(room.as_str()) {
+            return Ok(true);
+        }
+        if newest.is_none() || self.bridge.portals.key_for_room(&self.bridge, room).await.is_some() {
+            return Ok(false);
+        }
+        Ok(self.bridge.store.kv().get(&management_key(room)).await?.as_deref() == Some(user.as_str()))
+    }
+
     /// A message that is not from the bridge: login input, a command, or portal traffic.
     /// Returns whether it is portal traffic (to be handed to the room's portal).
     async fn on_message(&self, event: &Value, room: OwnedRoomId, sender: OwnedUserId, event_id: OwnedEventId) -> anyhow::Result<bool> {
@@ -75,14 +96,7 @@ impl Handler {
         let is_edit = content.pointer("/m.relates_to/rel_type").and_then(Value::as_str) == Some("m.replace");
         let text = (content.get("msgtype").and_then(Value::as_str) == Some("m.text") && !is_edit)
             .then(|| content.get("body").and_then(Value::as_str).unwrap_or_default().trim());
-        let management = self
-            .bridge
-            .store
-            .users()
-            .get(sender.as_str())
-            .await?
-            .and_then(|u| u.management_room)
-            .is_some_and(|r| r == room.as_str());
+        let management = self.is_management_room(&sender, &room).await?;
         if let Some(body) = text {
             if management && self.bridge.login_sessions.intercept(&self.bridge, &sender, &room, &event_id, body).await {
                 return Ok(false);

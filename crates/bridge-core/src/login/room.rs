@@ -92,7 +92,10 @@ pub(super) async fn run(
                 let mut text = format!("Logged in as {}.", login.remote_name);
                 if let LoginStep::Complete { instructions, .. } = &step {
                     let instructions = instructions.trim();
-                    if !instructions.is_empty() && instructions != text {
+                    if instructions.contains(&login.remote_name) {
+                        // The network's own words already say who: one message, not two.
+                        text = instructions.to_owned();
+                    } else if !instructions.is_empty() {
                         text = format!("{text}\n{instructions}");
                     }
                 }
