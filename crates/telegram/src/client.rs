@@ -1,0 +1,400 @@
+//! [`TelegramClient`]: one login's MTProto connection (grammers' sender pool and client over
+//! the login's [`StoredSession`]), the task that follows its updates, and what the core asks
+//! of it.
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use bridge_core::backoff::Backoff;
+use bridge_core::network::events::{ChatInfo, ChatMember, ChatRef, LoginState, UserInfo};
+use bridge_core::network::{
+    EventSender, LoginId, NetworkClient, NetworkError, OutgoingMessage, RemoteEvent, RemoteUserId,
+    SentMessage,
+};
+use bytes::Bytes;
+use grammers_client::sender::{AutoSleep, ConnectionParams, SenderPool, UpdatesConfiguration};
+use grammers_client::{tl, Client, InvocationError};
+use grammers_session::types::{PeerId, PeerKind, PeerRef};
+use grammers_session::updates::UpdatesLike;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::TelegramConfig;
+use crate::session::StoredSession;
+use crate::{handle_remote, ids};
+
+/// The timeout of one call to Telegram (flood waits up to the configured ceiling come on top).
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A grammers client over `session` with its sender pool running: the client, the updates
+/// the pool receives, and the pool's task (it ends after [`Client::disconnect`]).
+pub(crate) fn open(
+    session: Arc<StoredSession>,
+    api_id: i32,
+    config: &TelegramConfig,
+) -> (Client, mpsc::Receiver<UpdatesLike>, JoinHandle<()>) {
+    let params = ConnectionParams {
+        device_model: config.device_model.clone(),
+        system_version: config.system_version.clone(),
+        app_version: config.app_version.clone(),
+        retry_policy: Box::new(AutoSleep {
+            threshold: Duration::from_secs(config.flood_wait_ceiling_seconds.into()),
+            ..AutoSleep::default()
+        }),
+        ..ConnectionParams::default()
+    };
+    let SenderPool {
+        runner,
+        handle,
+        updates,
+    } = SenderPool::with_configuration(session, api_id, params);
+    let client = Client::new(handle);
+    let task = tokio::spawn(runner.run());
+    (client, updates, task)
+}
+
+/// Maps a grammers error to the core's error kinds.
+pub fn network_error(error: &InvocationError) -> NetworkError {
+    match error {
+        InvocationError::Rpc(rpc) if rpc.code == 420 => {
+            NetworkError::RateLimited(Duration::from_secs(rpc.value.unwrap_or(1).into()))
+        }
+        InvocationError::Rpc(rpc) if rpc.code == 401 => NetworkError::NotLoggedIn,
+        InvocationError::Rpc(rpc)
+            if rpc.name.ends_with("_INVALID") || rpc.name.ends_with("_NOT_FOUND") =>
+        {
+            NetworkError::NotFound(rpc.name.clone())
+        }
+        other => NetworkError::Remote(other.to_string()),
+    }
+}
+
+/// Runs a call with [`CALL_TIMEOUT`] plus the flood-wait ceiling.
+pub async fn timed<T>(
+    config: &TelegramConfig,
+    call: impl std::future::Future<Output = Result<T, InvocationError>>,
+) -> Result<T, NetworkError> {
+    let limit = CALL_TIMEOUT + Duration::from_secs(config.flood_wait_ceiling_seconds.into());
+    match tokio::time::timeout(limit, call).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(error)) => Err(network_error(&error)),
+        Err(_) => Err(NetworkError::Remote(
+            "Telegram did not answer in time".to_owned(),
+        )),
+    }
+}
+
+/// Whether Telegram said the session is no longer authorized (revoked, logged out elsewhere).
+fn is_unauthorized(error: &InvocationError) -> bool {
+    matches!(error, InvocationError::Rpc(rpc) if rpc.code == 401)
+}
+
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The state one login's tasks share.
+pub struct Shared {
+    /// The `network:` section.
+    pub(crate) config: TelegramConfig,
+    /// The login.
+    pub(crate) login: LoginId,
+    /// Where remote events go.
+    pub(crate) events: EventSender,
+    api_id: i32,
+    session: Arc<StoredSession>,
+    state: Mutex<LoginState>,
+    client: Mutex<Option<Client>>,
+}
+
+impl Shared {
+    /// The connected grammers client, or [`NetworkError::NotLoggedIn`] before `connect`.
+    pub(crate) fn client(&self) -> Result<Client, NetworkError> {
+        lock(&self.client).clone().ok_or(NetworkError::NotLoggedIn)
+    }
+
+    /// The account's own user ID.
+    pub(crate) fn self_id(&self) -> Option<i64> {
+        self.session
+            .self_id()
+            .or_else(|| self.login.as_str().parse().ok())
+    }
+
+    /// The peer (with its access hash) of a chat or user this login has seen.
+    pub(crate) async fn peer_ref(&self, peer: PeerId) -> Option<PeerRef> {
+        use grammers_session::Session as _;
+        self.session.peer_ref(peer).await.ok().flatten()
+    }
+
+    /// Records a new state and reports it if its kind changed; `false` if the core is gone.
+    async fn report(&self, state: LoginState) -> bool {
+        let changed = {
+            let mut current = lock(&self.state);
+            let changed = std::mem::discriminant(&*current) != std::mem::discriminant(&state);
+            *current = state.clone();
+            changed
+        };
+        !changed || self.events.send(RemoteEvent::StateChanged(state)).await
+    }
+
+    /// The connection task: opens the pool, checks the session is still authorized, then
+    /// follows the updates (catching up from the stored state) until cancelled.
+    async fn run(self: Arc<Self>, cancel: CancellationToken) {
+        let (client, updates, pool) = open(self.session.clone(), self.api_id, &self.config);
+        *lock(&self.client) = Some(client.clone());
+        self.report(LoginState::Connecting).await;
+        let mut backoff = Backoff::reconnect();
+        loop {
+            let checked = tokio::select! {
+                () = cancel.cancelled() => break,
+                checked = client.get_me() => checked,
+            };
+            match checked {
+                Ok(_) => break,
+                Err(error) if is_unauthorized(&error) => {
+                    self.session_ended(&error).await;
+                    cancel.cancelled().await;
+                    break;
+                }
+                Err(error) => {
+                    tracing::warn!(login = %self.login, %error, "could not reach Telegram");
+                    self.report(LoginState::TransientDisconnect {
+                        reason: "cannot reach Telegram".to_owned(),
+                    })
+                    .await;
+                    tokio::select! {
+                        () = cancel.cancelled() => break,
+                        () = tokio::time::sleep(backoff.next_delay()) => {}
+                    }
+                }
+            }
+        }
+        if !cancel.is_cancelled() {
+            self.follow_updates(&client, updates, &cancel).await;
+        }
+        client.disconnect();
+        *lock(&self.client) = None;
+        if tokio::time::timeout(Duration::from_secs(10), pool)
+            .await
+            .is_err()
+        {
+            tracing::warn!(login = %self.login, "the Telegram connection did not close in time");
+        }
+    }
+
+    async fn follow_updates(
+        &self,
+        client: &Client,
+        updates: mpsc::Receiver<UpdatesLike>,
+        cancel: &CancellationToken,
+    ) {
+        let mut stream = match client
+            .stream_updates(updates, UpdatesConfiguration { catch_up: true })
+            .await
+        {
+            Ok(stream) => stream,
+            Err(error) => {
+                tracing::error!(login = %self.login, %error, "could not follow Telegram's updates");
+                self.report(LoginState::TransientDisconnect {
+                    reason: "cannot follow updates".to_owned(),
+                })
+                .await;
+                return;
+            }
+        };
+        self.report(LoginState::Connected).await;
+        let mut backoff = Backoff::reconnect();
+        loop {
+            let next = tokio::select! {
+                () = cancel.cancelled() => break,
+                next = stream.next_raw() => next,
+            };
+            match next {
+                Ok((update, _, peers)) => {
+                    backoff.reset();
+                    if !handle_remote::handle(self, update, &peers).await {
+                        break;
+                    }
+                    if let Err(error) = stream.sync_update_state().await {
+                        tracing::warn!(login = %self.login, %error, "could not store the update state");
+                    }
+                    self.report(LoginState::Connected).await;
+                }
+                Err(error) if is_unauthorized(&error) => {
+                    self.session_ended(&error).await;
+                    cancel.cancelled().await;
+                    break;
+                }
+                Err(error) => {
+                    tracing::warn!(login = %self.login, %error, "lost Telegram's updates; retrying");
+                    self.report(LoginState::TransientDisconnect {
+                        reason: "reconnecting to Telegram".to_owned(),
+                    })
+                    .await;
+                    tokio::select! {
+                        () = cancel.cancelled() => break,
+                        () = tokio::time::sleep(backoff.next_delay()) => {}
+                    }
+                }
+            }
+        }
+        if let Err(error) = stream.sync_update_state().await {
+            tracing::warn!(login = %self.login, %error, "could not store the update state");
+        }
+    }
+
+    async fn session_ended(&self, error: &InvocationError) {
+        let why = match error {
+            InvocationError::Rpc(rpc) => rpc.name.clone(),
+            other => other.to_string(),
+        };
+        tracing::warn!(login = %self.login, reason = %why, "Telegram ended the session");
+        let reason = format!("Telegram ended this session ({why}); log in again");
+        self.report(LoginState::BadCredentials { reason }).await;
+    }
+}
+
+/// One login's connection to Telegram.
+pub struct TelegramClient {
+    /// The state its tasks share.
+    pub shared: Arc<Shared>,
+    task: Mutex<Option<(CancellationToken, JoinHandle<()>)>>,
+}
+
+impl TelegramClient {
+    /// A client of `login` over its stored session; connects on [`NetworkClient::connect`].
+    pub fn new(
+        config: TelegramConfig,
+        api_id: i32,
+        login: LoginId,
+        session: Arc<StoredSession>,
+        events: EventSender,
+    ) -> Self {
+        let shared = Shared {
+            config,
+            login,
+            events,
+            api_id,
+            session,
+            state: Mutex::new(LoginState::Connecting),
+            client: Mutex::new(None),
+        };
+        Self {
+            shared: Arc::new(shared),
+            task: Mutex::new(None),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl NetworkClient for TelegramClient {
+    async fn connect(&self) {
+        let mut task = lock(&self.task);
+        if task
+            .as_ref()
+            .is_some_and(|(_, handle)| !handle.is_finished())
+        {
+            return;
+        }
+        let cancel = CancellationToken::new();
+        let handle = tokio::spawn(self.shared.clone().run(cancel.clone()));
+        *task = Some((cancel, handle));
+    }
+
+    async fn disconnect(&self) {
+        let task = lock(&self.task).take();
+        if let Some((cancel, mut handle)) = task {
+            cancel.cancel();
+            if tokio::time::timeout(Duration::from_secs(15), &mut handle)
+                .await
+                .is_err()
+            {
+                handle.abort();
+            }
+        }
+    }
+
+    fn state(&self) -> LoginState {
+        lock(&self.shared.state).clone()
+    }
+
+    async fn send_message(&self, message: OutgoingMessage) -> Result<SentMessage, NetworkError> {
+        crate::handle_matrix::send_message(&self.shared, message).await
+    }
+
+    async fn chat_info(&self, chat: &ChatRef) -> Result<ChatInfo, NetworkError> {
+        let peer = ids::parse_chat(&chat.id)
+            .ok_or_else(|| NetworkError::NotFound(format!("chat {}", chat.id.as_str())))?;
+        match peer.kind() {
+            PeerKind::User => {
+                let mut members = vec![ChatMember {
+                    user: ids::user_id(peer.bare_id_unchecked()),
+                    nickname: None,
+                    is_admin: false,
+                }];
+                if let Some(me) = self.shared.self_id() {
+                    members.push(ChatMember {
+                        user: ids::user_id(me),
+                        nickname: None,
+                        is_admin: false,
+                    });
+                }
+                Ok(ChatInfo {
+                    is_direct: true,
+                    members: Some(members),
+                    ..ChatInfo::default()
+                })
+            }
+            _ => Err(NetworkError::Unsupported(
+                "Telegram groups and channels (not yet)".to_owned(),
+            )),
+        }
+    }
+
+    async fn user_info(&self, user: &RemoteUserId) -> Result<UserInfo, NetworkError> {
+        let id = ids::parse_user(user)
+            .ok_or_else(|| NetworkError::NotFound(format!("user {}", user.as_str())))?;
+        let client = self.shared.client()?;
+        let peer = self
+            .shared
+            .peer_ref(PeerId::user_unchecked(id))
+            .await
+            .ok_or_else(|| NetworkError::NotFound(format!("user {id} (not seen yet)")))?;
+        let input = tl::enums::InputUser::User(tl::types::InputUser {
+            user_id: id,
+            access_hash: peer.auth.hash(),
+        });
+        let users = timed(
+            &self.shared.config,
+            client.invoke(&tl::functions::users::GetUsers { id: vec![input] }),
+        )
+        .await?;
+        let user = users
+            .into_iter()
+            .next()
+            .ok_or_else(|| NetworkError::NotFound(format!("user {id}")))?;
+        Ok(handle_remote::user_info(&user))
+    }
+
+    async fn download_media(&self, source: &str) -> Result<(Bytes, Option<String>), NetworkError> {
+        Err(NetworkError::Unsupported(format!(
+            "downloading {source} (not yet)"
+        )))
+    }
+
+    async fn logout(&self) -> Result<(), NetworkError> {
+        if let Ok(client) = self.shared.client() {
+            if let Err(error) = timed(
+                &self.shared.config,
+                client.invoke(&tl::functions::auth::LogOut {}),
+            )
+            .await
+            {
+                tracing::warn!(login = %self.shared.login, %error, "Telegram did not confirm the logout");
+            }
+        }
+        self.disconnect().await;
+        Ok(())
+    }
+}

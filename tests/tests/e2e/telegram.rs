@@ -1,0 +1,329 @@
+//! The Telegram network crate against the Telegram simulator, in process: the real grammers
+//! client of `bridge-telegram` logs in by phone (a wrong code and a wrong cloud password
+//! asked again), reloads its session from the login store, follows the updates and sends;
+//! then the `bridge-telegram` process itself with Synapse and the simulator (`full`).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bridge_core::bridge::ids::GhostNamer;
+use bridge_core::network::events::{ChatRef, LoginState, MessageContent};
+use bridge_core::network::login::{FieldKind, LoginStep};
+use bridge_core::network::{
+    EventSender, LoginId, LoginStore, NetworkClient, NetworkConnector, NetworkError,
+    OutgoingContent, OutgoingMessage, RemoteChatId, RemoteEvent, RemoteUserId, StoredLogin,
+};
+use bridge_telegram::{TelegramConfig, TelegramConnector};
+use bridge_tests::telegram_sim::{SimAccount, TelegramSim};
+use tokio::sync::mpsc;
+
+mod full;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+type Events = mpsc::Receiver<(LoginId, RemoteEvent)>;
+
+/// A simulator with an account (with a cloud password) and a contact.
+struct World {
+    sim: TelegramSim,
+    account: SimAccount,
+    contact: i64,
+}
+
+const PASSWORD: &str = "correct horse 電池 staple";
+
+async fn world() -> anyhow::Result<World> {
+    let sim = TelegramSim::start().await?;
+    let account = sim.add_account("+44 7700 900123", "Alice", Some("Liddell"), Some(PASSWORD));
+    let contact = sim.add_user("Bob", Some("Brown"), Some("bobby"));
+    Ok(World {
+        sim,
+        account,
+        contact,
+    })
+}
+
+fn config(sim: &TelegramSim) -> TelegramConfig {
+    TelegramConfig {
+        api_id: 12345,
+        api_hash: "0123456789abcdef".to_owned(),
+        device_model: "Bridge test rig".to_owned(),
+        test_dc_address: sim.address(),
+        test_auth_key: sim.auth_key_hex(),
+        ..TelegramConfig::default()
+    }
+}
+
+fn one(key: &str, value: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([(key.to_owned(), value.to_owned())])
+}
+
+fn step_id(step: &LoginStep) -> &str {
+    step.step_id()
+}
+
+/// Logs the world's account in by phone; returns the completed login's session.
+async fn phone_login(
+    w: &World,
+    connector: &TelegramConnector,
+) -> anyhow::Result<(String, serde_json::Value)> {
+    let mut login = connector.create_login("phone").await?;
+    let step = login.start().await?;
+    assert_eq!(step_id(&step), "phone");
+    let step = login.submit_input(one("phone", "+44 7700 900123")).await?;
+    assert_eq!(step_id(&step), "code");
+    let LoginStep::UserInput { fields, .. } = &step else {
+        panic!("{step:?}")
+    };
+    assert_eq!(fields[0].kind, FieldKind::Code);
+    let code = w.sim.login_code(&w.account.phone).expect("a code was sent");
+    let wrong = if code == "00000" { "11111" } else { "00000" };
+    match login.submit_input(one("code", wrong)).await {
+        Err(NetworkError::BadInput(message)) => assert!(message.contains("code"), "{message}"),
+        other => panic!("a wrong code must be re-asked: {other:?}"),
+    }
+    let step = login.submit_input(one("code", &code)).await?;
+    assert_eq!(step_id(&step), "password");
+    let LoginStep::UserInput {
+        fields,
+        instructions,
+        ..
+    } = &step
+    else {
+        panic!("{step:?}")
+    };
+    assert_eq!(fields[0].kind, FieldKind::Password);
+    assert!(
+        instructions.contains("simulated"),
+        "the hint is shown: {instructions}"
+    );
+    match login.submit_input(one("password", "wrong password")).await {
+        Err(NetworkError::BadInput(message)) => assert!(message.contains("password"), "{message}"),
+        other => panic!("a wrong password must be re-asked: {other:?}"),
+    }
+    let done = login.submit_input(one("password", PASSWORD)).await?;
+    let LoginStep::Complete {
+        login: completed,
+        instructions,
+        ..
+    } = done
+    else {
+        panic!("{done:?}")
+    };
+    assert!(instructions.contains("Alice Liddell"), "{instructions}");
+    assert_eq!(completed.remote_id, w.account.id.to_string());
+    assert_eq!(completed.remote_name, "Alice Liddell");
+    Ok((completed.remote_id, completed.session))
+}
+
+fn ghosts() -> GhostNamer {
+    GhostNamer::new("telegram_{id}", "test.localhost")
+}
+
+/// Loads and connects the login; waits until it is `Connected`.
+async fn connected(
+    connector: &TelegramConnector,
+    id: &str,
+    session: serde_json::Value,
+    store: LoginStore,
+) -> anyhow::Result<(Arc<dyn NetworkClient>, Events)> {
+    let (tx, mut rx) = mpsc::channel(256);
+    let login = LoginId(id.to_owned());
+    let stored = StoredLogin {
+        id: login.clone(),
+        user: ruma::OwnedUserId::try_from("@owner:test.localhost")?,
+        remote_name: "Alice".to_owned(),
+        session,
+    };
+    let client = connector
+        .load_login(
+            stored,
+            EventSender::new(login, tx, ghosts()).with_store(store),
+        )
+        .await?;
+    client.connect().await;
+    bridge_tests::next_remote_event(&mut rx, WAIT, |e| {
+        matches!(e, RemoteEvent::StateChanged(LoginState::Connected))
+    })
+    .await?;
+    Ok((client, rx))
+}
+
+#[tokio::test]
+async fn phone_login_re_asks_wrong_codes_and_passwords_and_the_session_survives_a_restart(
+) -> anyhow::Result<()> {
+    let w = world().await?;
+    let connector = TelegramConnector::new(config(&w.sim))?;
+    assert_eq!(
+        connector
+            .login_flows()
+            .iter()
+            .map(|f| f.id.as_str())
+            .collect::<Vec<_>>(),
+        ["phone", "bot"]
+    );
+    let (id, session) = phone_login(&w, &connector).await?;
+    assert_eq!(w.sim.signed_in(), Some(w.account.id));
+    assert!(w.sim.calls().contains(&"auth.checkPassword".to_owned()));
+    let init = w.sim.inits().last().cloned().expect("initConnection");
+    assert_eq!(
+        (init.api_id, init.device_model.as_str()),
+        (12345, "Bridge test rig")
+    );
+    bridge_tests::wait_until(WAIT, "the login's own connection to close", || async {
+        Ok((w.sim.connections(w.account.id) == 0).then_some(()))
+    })
+    .await?;
+
+    let store = LoginStore::in_memory(&LoginId(id.clone()));
+    let (client, mut rx) = connected(&connector, &id, session.clone(), store.clone()).await?;
+    assert_eq!(
+        w.sim.connections(w.account.id),
+        1,
+        "one connection per login"
+    );
+
+    // A message from the contact arrives with the contact's real name on the ghost.
+    let text = "你好, Alice! 👋 **not bold**";
+    let bold: grammers_tl_types::enums::MessageEntity =
+        grammers_tl_types::types::MessageEntityBold {
+            offset: 0,
+            length: 2,
+        }
+        .into();
+    w.sim
+        .send_private(w.contact, w.account.id, text, vec![bold]);
+    let event = bridge_tests::next_remote_event(&mut rx, WAIT, |e| {
+        matches!(e, RemoteEvent::Message { .. })
+    })
+    .await?;
+    let RemoteEvent::Message {
+        chat,
+        sender,
+        parts,
+        ..
+    } = event
+    else {
+        unreachable!()
+    };
+    assert_eq!(
+        chat,
+        ChatRef {
+            id: RemoteChatId(w.contact.to_string()),
+            receiver: Some(LoginId(id.clone()))
+        }
+    );
+    assert_eq!(sender.user, RemoteUserId(w.contact.to_string()));
+    assert!(!sender.is_from_me);
+    let MessageContent::Text { body, html, .. } = &parts[0].content else {
+        panic!("{parts:?}")
+    };
+    assert_eq!(body, text);
+    assert_eq!(
+        html.as_deref(),
+        Some("<strong>你好</strong>, Alice! 👋 **not bold**")
+    );
+    let info = client.user_info(&sender.user).await?;
+    assert_eq!(info.name.as_deref(), Some("Bob Brown"));
+    let chat_info = client.chat_info(&chat).await?;
+    assert!(chat_info.is_direct);
+
+    // Matrix → Telegram, with formatting.
+    let outgoing = OutgoingMessage {
+        chat: chat.clone(),
+        content: OutgoingContent::Text {
+            body: "**hi** 🎉".to_owned(),
+            html: Some("<strong>hi</strong> 🎉 <code>x</code>".to_owned()),
+            mentions: vec![],
+            emote: false,
+        },
+        reply_to: None,
+        thread_root: None,
+        relayed_from: None,
+        avatar_url: None,
+    };
+    let sent = client.send_message(outgoing).await?;
+    let messages = w.sim.messages(w.account.id, w.contact);
+    let last = messages.last().expect("sent");
+    assert_eq!(last.id.to_string(), sent.id.as_str());
+    assert!(last.out);
+    assert_eq!(last.text, "hi 🎉 x");
+    assert_eq!(
+        last.entities,
+        vec![("bold".to_owned(), 0, 2), ("code".to_owned(), 6, 1)]
+    );
+
+    // A restart: the session comes back from the store, and what was sent while the
+    // client was away arrives once.
+    client.disconnect().await;
+    w.sim
+        .send_private(w.contact, w.account.id, "while you were away", vec![]);
+    let (client, mut rx) = connected(&connector, &id, session, store).await?;
+    let event = bridge_tests::next_remote_event(&mut rx, WAIT, |e| {
+        matches!(e, RemoteEvent::Message { .. })
+    })
+    .await?;
+    let RemoteEvent::Message { parts, .. } = event else {
+        unreachable!()
+    };
+    assert!(
+        matches!(&parts[0].content, MessageContent::Text { body, .. } if body == "while you were away"),
+        "{parts:?}"
+    );
+    w.sim
+        .send_private(w.contact, w.account.id, "and now", vec![]);
+    let event = bridge_tests::next_remote_event(&mut rx, WAIT, |e| {
+        matches!(e, RemoteEvent::Message { .. })
+    })
+    .await?;
+    let RemoteEvent::Message { parts, .. } = event else {
+        unreachable!()
+    };
+    assert!(
+        matches!(&parts[0].content, MessageContent::Text { body, .. } if body == "and now"),
+        "no duplicate of the caught-up message: {parts:?}"
+    );
+    client.disconnect().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn logins_need_the_api_credentials_and_explain_where_to_get_them() -> anyhow::Result<()> {
+    let sim = TelegramSim::start().await?;
+    let connector = TelegramConnector::new(TelegramConfig {
+        api_id: 0,
+        ..config(&sim)
+    })?;
+    match connector.create_login("phone").await {
+        Err(NetworkError::BadInput(message)) => {
+            assert!(message.contains("https://my.telegram.org"), "{message}")
+        }
+        Err(other) => panic!("unexpected error: {other}"),
+        Ok(_) => panic!("a login without api_id must be refused"),
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn bot_login_with_a_token() -> anyhow::Result<()> {
+    let sim = TelegramSim::start().await?;
+    let (bot, token) = sim.add_bot("Relay");
+    let connector = TelegramConnector::new(config(&sim))?;
+    let mut login = connector.create_login("bot").await?;
+    assert_eq!(step_id(&login.start().await?), "token");
+    match login.submit_input(one("token", "123:wrong")).await {
+        Err(NetworkError::BadInput(message)) => assert!(message.contains("BotFather"), "{message}"),
+        other => panic!("a wrong token must be re-asked: {other:?}"),
+    }
+    let done = login.submit_input(one("token", &token)).await?;
+    let LoginStep::Complete {
+        login: completed, ..
+    } = done
+    else {
+        panic!("{done:?}")
+    };
+    assert_eq!(completed.remote_id, bot.to_string());
+    assert_eq!(completed.remote_name, "Relay");
+    Ok(())
+}
