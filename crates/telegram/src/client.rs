@@ -141,6 +141,8 @@ impl Shared {
     /// The connection task: opens the pool, checks the session is still authorized, then
     /// follows the updates (catching up from the stored state) until cancelled.
     async fn run(self: Arc<Self>, cancel: CancellationToken) {
+        // Cancelled on shutdown, or when Telegram ends the session.
+        let cancel = cancel.child_token();
         let (client, updates, pool) = open(self.session.clone(), self.api_id, &self.config);
         *lock(&self.client) = Some(client.clone());
         self.report(LoginState::Connecting).await;
@@ -154,7 +156,7 @@ impl Shared {
                 Ok(_) => break,
                 Err(error) if is_unauthorized(&error) => {
                     self.session_ended(&error).await;
-                    cancel.cancelled().await;
+                    cancel.cancel();
                     break;
                 }
                 Err(error) => {
@@ -171,7 +173,10 @@ impl Shared {
             }
         }
         if !cancel.is_cancelled() {
+            let keepalive = tokio::spawn(self.clone().keepalive(client.clone(), cancel.clone()));
             self.follow_updates(&client, updates, &cancel).await;
+            cancel.cancel();
+            let _ = keepalive.await;
         }
         client.disconnect();
         *lock(&self.client) = None;
@@ -223,7 +228,6 @@ impl Shared {
                 }
                 Err(error) if is_unauthorized(&error) => {
                     self.session_ended(&error).await;
-                    cancel.cancelled().await;
                     break;
                 }
                 Err(error) => {
@@ -241,6 +245,46 @@ impl Shared {
         }
         if let Err(error) = stream.sync_update_state().await {
             tracing::warn!(login = %self.login, %error, "could not store the update state");
+        }
+    }
+
+    /// Asks Telegram for the update state every `keepalive_seconds`: keeps a connection
+    /// open (grammers reconnects only when a request is made, and Telegram pushes updates
+    /// only to live connections) and notices a session Telegram ended. Cancels `cancel` then.
+    async fn keepalive(self: Arc<Self>, client: Client, cancel: CancellationToken) {
+        let period = Duration::from_secs(self.config.keepalive_seconds.max(1).into());
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep(period) => {}
+            }
+            let answer = tokio::select! {
+                () = cancel.cancelled() => return,
+                answer = tokio::time::timeout(CALL_TIMEOUT, client.invoke(&tl::functions::updates::GetState {})) => answer,
+            };
+            match answer {
+                Ok(Ok(_)) => {
+                    self.report(LoginState::Connected).await;
+                }
+                Ok(Err(error)) if is_unauthorized(&error) => {
+                    self.session_ended(&error).await;
+                    cancel.cancel();
+                    return;
+                }
+                Ok(Err(error)) => {
+                    tracing::warn!(login = %self.login, %error, "Telegram did not answer the keepalive");
+                    self.report(LoginState::TransientDisconnect {
+                        reason: "reconnecting to Telegram".to_owned(),
+                    })
+                    .await;
+                }
+                Err(_) => {
+                    self.report(LoginState::TransientDisconnect {
+                        reason: "Telegram does not answer".to_owned(),
+                    })
+                    .await;
+                }
+            }
         }
     }
 

@@ -26,6 +26,9 @@ pub struct TelegramConfig {
     /// The longest flood wait (seconds) a call sleeps through by itself; longer waits are
     /// reported as rate limits.
     pub flood_wait_ceiling_seconds: u32,
+    /// How often (seconds) the bridge checks that its connection is alive and its session
+    /// still valid.
+    pub keepalive_seconds: u32,
     /// How many members of a group are synced to its portal at first (-1 = all).
     pub max_initial_member_sync: i32,
     /// Whether the members of broadcast channels are synced as well.
@@ -47,6 +50,7 @@ impl Default for TelegramConfig {
             system_version: "Linux".to_owned(),
             app_version: env!("CARGO_PKG_VERSION").to_owned(),
             flood_wait_ceiling_seconds: 60,
+            keepalive_seconds: 60,
             max_initial_member_sync: 100,
             sync_channel_members: false,
             test_dc_address: String::new(),
@@ -69,6 +73,7 @@ impl std::fmt::Debug for TelegramConfig {
                 "flood_wait_ceiling_seconds",
                 &self.flood_wait_ceiling_seconds,
             )
+            .field("keepalive_seconds", &self.keepalive_seconds)
             .field("max_initial_member_sync", &self.max_initial_member_sync)
             .field("sync_channel_members", &self.sync_channel_members)
             .field("test_dc_address", &self.test_dc_address)

@@ -62,6 +62,9 @@ app_version: ""#,
 # The longest flood wait (in seconds) Telegram may impose on a call before the bridge stops
 # waiting by itself and reports the call as rate limited.
 flood_wait_ceiling_seconds: 60
+# How often (in seconds) the bridge checks that its connection to Telegram is alive and that
+# Telegram has not ended the session (then you are told in your management room).
+keepalive_seconds: 60
 # How many members of a group are added to its room when the room is created (-1 for all).
 max_initial_member_sync: 100
 # Whether the members of broadcast channels are synced too (they can be very many).

@@ -33,6 +33,10 @@ const DEFAULT_DC: i32 = 2;
 struct Dcs {
     home_dc: i32,
     dc_options: Vec<DcOption>,
+    /// The login this session began with (random): a new login of the same account (after
+    /// Telegram ended the old session) brings a new key and replaces the stored one.
+    #[serde(default)]
+    origin: String,
 }
 
 /// Everything of a session, as one JSON value: the session data of a finished login.
@@ -61,6 +65,7 @@ pub enum SessionError {
 pub struct StoredSession {
     data: Mutex<SessionData>,
     store: Option<LoginStore>,
+    origin: String,
 }
 
 impl StoredSession {
@@ -87,55 +92,61 @@ impl StoredSession {
             );
             data.home_dc = DEFAULT_DC;
         }
+        let origin = (0..16)
+            .map(|_| format!("{:02x}", rand::random::<u8>()))
+            .collect();
         Self {
             data: Mutex::new(data),
             store: None,
+            origin,
         }
     }
 
     /// The session of a stored login: what the store holds, else the snapshot the login
-    /// finished with (written to the store now, so later changes have a base).
+    /// finished with (written to the store now, so later changes have a base). A snapshot of
+    /// a newer login of the account (`relogin`) replaces the stored key, but keeps the stored
+    /// update state, so what happened in between is caught up.
     pub async fn load(
         store: LoginStore,
         snapshot: &serde_json::Value,
     ) -> Result<Self, SessionError> {
-        let stored: Option<Dcs> = store
-            .get(DCS_KEY)
-            .await
+        let unreadable =
+            |e: bridge_core::network::NetworkError| SessionError::Unreadable(e.to_string());
+        let mut snapshot: SessionSnapshot = serde_json::from_value(snapshot.clone())
             .map_err(|e| SessionError::Unreadable(e.to_string()))?;
-        let snapshot = match stored {
-            Some(dcs) => {
-                let updates = store
-                    .get(UPDATES_KEY)
-                    .await
-                    .map_err(|e| SessionError::Unreadable(e.to_string()))?
-                    .unwrap_or_default();
-                let peers: Vec<(String, PeerInfo)> = store
-                    .list(PEERS_PREFIX)
-                    .await
-                    .map_err(|e| SessionError::Unreadable(e.to_string()))?;
-                SessionSnapshot {
-                    dcs,
-                    updates,
-                    peers: peers.into_iter().map(|(_, p)| p).collect(),
+        let stored: Option<Dcs> = store.get(DCS_KEY).await.map_err(unreadable)?;
+        let updates: Option<UpdatesState> = store.get(UPDATES_KEY).await.map_err(unreadable)?;
+        let peers: Vec<(String, PeerInfo)> = store.list(PEERS_PREFIX).await.map_err(unreadable)?;
+        let same_login = stored
+            .as_ref()
+            .is_some_and(|dcs| dcs.origin == snapshot.dcs.origin);
+        if let (true, Some(dcs)) = (same_login, stored) {
+            snapshot = SessionSnapshot {
+                dcs,
+                updates: updates.unwrap_or_default(),
+                peers: peers.into_iter().map(|(_, p)| p).collect(),
+            };
+        } else {
+            if let Some(updates) = updates.filter(|u| u.pts > 0) {
+                snapshot.updates = updates;
+            }
+            for (_, peer) in peers {
+                if !snapshot.peers.iter().any(|p| p.id() == peer.id()) {
+                    snapshot.peers.push(peer);
                 }
             }
-            None => {
-                let snapshot: SessionSnapshot = serde_json::from_value(snapshot.clone())
-                    .map_err(|e| SessionError::Unreadable(e.to_string()))?;
-                write(&store, DCS_KEY, &snapshot.dcs).await?;
-                write(&store, UPDATES_KEY, &snapshot.updates).await?;
-                for peer in &snapshot.peers {
-                    write(&store, &peer_key(peer.id()), peer).await?;
-                }
-                snapshot
+            write(&store, DCS_KEY, &snapshot.dcs).await?;
+            write(&store, UPDATES_KEY, &snapshot.updates).await?;
+            for peer in &snapshot.peers {
+                write(&store, &peer_key(peer.id()), peer).await?;
             }
-        };
-        let session = Self {
+        }
+        let origin = snapshot.dcs.origin.clone();
+        Ok(Self {
             data: Mutex::new(from_snapshot(snapshot)),
             store: Some(store),
-        };
-        Ok(session)
+            origin,
+        })
     }
 
     /// Everything in the session, for the finished login's session data.
@@ -149,6 +160,7 @@ impl StoredSession {
             dcs: Dcs {
                 home_dc: data.home_dc,
                 dc_options,
+                origin: self.origin.clone(),
             },
             updates: data.updates_state.clone(),
             peers,
@@ -393,7 +405,7 @@ mod tests {
             is_self: None,
         };
         loaded.cache_peers(vec![bob.clone()]).await.expect("cache");
-        let again = StoredSession::load(store, &snapshot)
+        let again = StoredSession::load(store.clone(), &snapshot)
             .await
             .expect("load again");
         assert_eq!(again.updates_state().await.expect("state").pts, 9);
@@ -402,5 +414,40 @@ mod tests {
             Some(bob)
         );
         assert_eq!(again.self_id(), Some(42));
+
+        // A new login of the account (a new key) replaces the key but keeps the update
+        // state, so what happened in between is caught up.
+        let relogin = StoredSession::new_login(Some(&TestDc {
+            auth_key: [8; 256],
+            ..test_dc()
+        }));
+        relogin.cache_peer(me).await.expect("cache");
+        relogin
+            .set_update_state(UpdateState::Primary {
+                pts: 20,
+                date: 200,
+                seq: 0,
+            })
+            .await
+            .expect("state");
+        let snapshot = serde_json::to_value(relogin.snapshot()).expect("json");
+        let replaced = StoredSession::load(store.clone(), &snapshot)
+            .await
+            .expect("load relogin");
+        let dc = replaced.dc_option(2).expect("dc").expect("dc 2");
+        assert_eq!(dc.auth_key, Some([8; 256]));
+        assert_eq!(replaced.updates_state().await.expect("state").pts, 9);
+        assert!(replaced
+            .peer(PeerId::user_unchecked(7))
+            .await
+            .expect("peer")
+            .is_some());
+        let restarted = StoredSession::load(store, &snapshot)
+            .await
+            .expect("restart");
+        assert_eq!(
+            restarted.dc_option(2).expect("dc").expect("dc 2").auth_key,
+            Some([8; 256])
+        );
     }
 }

@@ -258,6 +258,12 @@ impl TelegramSim {
         self.inner.lock().calls.clone()
     }
 
+    /// Ends every session of `user`, as "Terminate session" in the Telegram app does: their
+    /// connections close and further calls get 401 SESSION_REVOKED.
+    pub fn revoke_sessions(&self, user: i64) {
+        self.inner.lock().revoke(user);
+    }
+
     /// The user the preset key is signed in as.
     pub fn signed_in(&self) -> Option<i64> {
         self.inner.lock().signed_in(&self.key)

@@ -235,7 +235,7 @@ fn rpc_result(req_msg_id: i64, result: Result<Vec<u8>, (i32, String)>) -> Vec<u8
 /// Serves one client connection until it closes or the simulator stops.
 pub(super) async fn serve(mut stream: TcpStream, inner: Arc<Inner>) {
     let connection = inner.next_connection_id();
-    let (push_tx, mut push_rx) = mpsc::unbounded_channel::<Vec<u8>>();
+    let (push_tx, mut push_rx) = mpsc::unbounded_channel::<Option<Vec<u8>>>();
     let mut session: Option<Session> = None;
     let mut transport = Full::new();
     let mut buffer: Vec<u8> = Vec::new();
@@ -272,6 +272,7 @@ pub(super) async fn serve(mut stream: TcpStream, inner: Arc<Inner>) {
                 Ok(n) => buffer.extend_from_slice(&read[..n]),
             },
             Some(update) = push_rx.recv() => {
+                let Some(update) = update else { break };
                 let Some(session) = session.as_mut() else { continue };
                 let Some(bytes) = session.frame(vec![(update, false, true)]) else { continue };
                 if stream.write_all(&bytes).await.is_err() {
@@ -298,7 +299,7 @@ fn handle_frame(
     inner: &Arc<Inner>,
     connection: u64,
     session: &mut Option<Session>,
-    push: &mpsc::UnboundedSender<Vec<u8>>,
+    push: &mpsc::UnboundedSender<Option<Vec<u8>>>,
     payload: &[u8],
 ) -> Frame {
     let Some(id) = payload.get(..8) else {

@@ -2,7 +2,8 @@
 //! function's fields; the generic wrappers (`invokeWithLayer`, `initConnection`) are read by
 //! hand, since grammers' generated readers of functions skip the constructor ID of the
 //! inner query. Everything but `help.getConfig` and the sign-in methods needs a signed-in key
-//! (else 401 AUTH_KEY_UNREGISTERED, as from Telegram).
+//! (else 401 AUTH_KEY_UNREGISTERED, or SESSION_REVOKED after [`super::TelegramSim::revoke_sessions`],
+//! as from Telegram).
 
 use grammers_tl_types as tl;
 use tl::{Deserializable as _, Identifiable as _, Serializable as _};
@@ -108,9 +109,15 @@ fn method(data: &mut Data, key: &[u8; 256], id: u32, cursor: &mut tl::Cursor) ->
         }
         _ => {}
     }
-    let me = data
-        .signed_in(key)
-        .ok_or((401, "AUTH_KEY_UNREGISTERED".to_owned()))?;
+    let Some(me) = data.signed_in(key) else {
+        let revoked = data.revoked.contains(&super::mtproto::key_id(key));
+        let name = if revoked {
+            "SESSION_REVOKED"
+        } else {
+            "AUTH_KEY_UNREGISTERED"
+        };
+        return Err((401, name.to_owned()));
+    };
     match id {
         f::auth::LogOut::CONSTRUCTOR_ID => auth::log_out(data, key),
         f::updates::GetState::CONSTRUCTOR_ID => Ok(state(data, me).to_bytes()),

@@ -2,7 +2,7 @@
 //! (accounts that can log in, and the other people), each account's message box with its own
 //! message numbers and pts, open connections to push updates to, and what the bridge did.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
@@ -88,7 +88,8 @@ pub(crate) struct SentCode {
 
 struct Connection {
     key: [u8; 8],
-    push: mpsc::UnboundedSender<Vec<u8>>,
+    /// Updates to push; `None` closes the connection.
+    push: mpsc::UnboundedSender<Option<Vec<u8>>>,
 }
 
 /// Everything the simulator knows.
@@ -105,6 +106,8 @@ pub(crate) struct Data {
     /// Keys whose sign-in waits for the account's cloud password.
     pub awaiting_password: HashMap<[u8; 8], i64>,
     pub inits: Vec<InitInfo>,
+    /// Keys whose session the account ended from another device.
+    pub revoked: HashSet<[u8; 8]>,
     /// Every method called, by name, in order.
     pub calls: Vec<String>,
     connections: HashMap<u64, Connection>,
@@ -157,7 +160,7 @@ impl Inner {
         &self,
         connection: u64,
         key: &[u8; 256],
-        push: mpsc::UnboundedSender<Vec<u8>>,
+        push: mpsc::UnboundedSender<Option<Vec<u8>>>,
     ) {
         self.lock().connections.insert(
             connection,
@@ -191,6 +194,23 @@ impl Data {
     /// Binds a key to a user (a successful sign-in).
     pub fn sign_in(&mut self, key: &[u8; 256], user: i64) {
         self.keys.insert(key_id(key), (*key, Some(user)));
+        self.revoked.remove(&key_id(key));
+    }
+
+    /// Ends every session of `user` (as "Terminate session" on their phone does): the keys
+    /// are no longer signed in and their connections close.
+    pub fn revoke(&mut self, user: i64) {
+        for (id, (_, signed_in)) in &mut self.keys {
+            if *signed_in == Some(user) {
+                *signed_in = None;
+                self.revoked.insert(*id);
+            }
+        }
+        for connection in self.connections.values() {
+            if self.revoked.contains(&connection.key) {
+                let _ = connection.push.send(None);
+            }
+        }
     }
 
     /// Live connections of keys signed in as `user`.
@@ -252,7 +272,7 @@ impl Data {
         let bytes = updates.to_bytes();
         for connection in self.connections.values() {
             if self.keys.get(&connection.key).and_then(|(_, u)| *u) == Some(user) {
-                let _ = connection.push.send(bytes.clone());
+                let _ = connection.push.send(Some(bytes.clone()));
             }
         }
     }

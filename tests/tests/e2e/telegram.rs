@@ -150,6 +150,20 @@ async fn connected(
     Ok((client, rx))
 }
 
+/// The body of the next text message the client reports.
+async fn next_text(rx: &mut Events) -> anyhow::Result<String> {
+    let event =
+        bridge_tests::next_remote_event(rx, WAIT, |e| matches!(e, RemoteEvent::Message { .. }))
+            .await?;
+    let RemoteEvent::Message { parts, .. } = event else {
+        unreachable!()
+    };
+    match &parts[0].content {
+        MessageContent::Text { body, .. } => Ok(body.clone()),
+        other => anyhow::bail!("not text: {other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn phone_login_re_asks_wrong_codes_and_passwords_and_the_session_survives_a_restart(
 ) -> anyhow::Result<()> {
@@ -260,29 +274,13 @@ async fn phone_login_re_asks_wrong_codes_and_passwords_and_the_session_survives_
     w.sim
         .send_private(w.contact, w.account.id, "while you were away", vec![]);
     let (client, mut rx) = connected(&connector, &id, session, store).await?;
-    let event = bridge_tests::next_remote_event(&mut rx, WAIT, |e| {
-        matches!(e, RemoteEvent::Message { .. })
-    })
-    .await?;
-    let RemoteEvent::Message { parts, .. } = event else {
-        unreachable!()
-    };
-    assert!(
-        matches!(&parts[0].content, MessageContent::Text { body, .. } if body == "while you were away"),
-        "{parts:?}"
-    );
+    assert_eq!(next_text(&mut rx).await?, "while you were away");
     w.sim
         .send_private(w.contact, w.account.id, "and now", vec![]);
-    let event = bridge_tests::next_remote_event(&mut rx, WAIT, |e| {
-        matches!(e, RemoteEvent::Message { .. })
-    })
-    .await?;
-    let RemoteEvent::Message { parts, .. } = event else {
-        unreachable!()
-    };
-    assert!(
-        matches!(&parts[0].content, MessageContent::Text { body, .. } if body == "and now"),
-        "no duplicate of the caught-up message: {parts:?}"
+    assert_eq!(
+        next_text(&mut rx).await?,
+        "and now",
+        "no duplicate of the caught-up message"
     );
     client.disconnect().await;
     Ok(())
@@ -325,5 +323,47 @@ async fn bot_login_with_a_token() -> anyhow::Result<()> {
     };
     assert_eq!(completed.remote_id, bot.to_string());
     assert_eq!(completed.remote_name, "Relay");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_session_ended_on_the_phone_is_reported_and_a_new_login_catches_up() -> anyhow::Result<()>
+{
+    let w = world().await?;
+    let connector = TelegramConnector::new(TelegramConfig {
+        keepalive_seconds: 1,
+        ..config(&w.sim)
+    })?;
+    let (id, session) = phone_login(&w, &connector).await?;
+    let store = LoginStore::in_memory(&LoginId(id.clone()));
+    let (client, mut rx) = connected(&connector, &id, session, store.clone()).await?;
+
+    w.sim.revoke_sessions(w.account.id);
+    let event = bridge_tests::next_remote_event(&mut rx, WAIT, |e| {
+        matches!(
+            e,
+            RemoteEvent::StateChanged(LoginState::BadCredentials { .. })
+        )
+    })
+    .await?;
+    let RemoteEvent::StateChanged(LoginState::BadCredentials { reason }) = event else {
+        unreachable!()
+    };
+    assert!(reason.contains("SESSION_REVOKED"), "{reason}");
+    assert!(matches!(client.state(), LoginState::BadCredentials { .. }));
+    bridge_tests::wait_until(WAIT, "the revoked connection to close", || async {
+        Ok((w.sim.connections(w.account.id) == 0).then_some(()))
+    })
+    .await?;
+    w.sim
+        .send_private(w.contact, w.account.id, "sent while logged out", vec![]);
+    client.disconnect().await;
+
+    // Logging in again (a new key on a real Telegram) resumes where the old session stopped.
+    let (again, session) = phone_login(&w, &connector).await?;
+    assert_eq!(again, id);
+    let (client, mut rx) = connected(&connector, &id, session, store).await?;
+    assert_eq!(next_text(&mut rx).await?, "sent while logged out");
+    client.disconnect().await;
     Ok(())
 }

@@ -78,6 +78,10 @@ impl TelegramBridge {
                 "12345".to_owned(),
             ),
             (
+                "TELEGRAM_BRIDGE__NETWORK__KEEPALIVE_SECONDS".to_owned(),
+                "1".to_owned(),
+            ),
+            (
                 "TELEGRAM_BRIDGE__NETWORK__API_HASH".to_owned(),
                 "0123456789abcdef".to_owned(),
             ),
@@ -165,7 +169,7 @@ async fn say(user: &TestUser, room: &str, text: &str) -> anyhow::Result<(String,
 }
 
 #[tokio::test]
-async fn phone_login_in_the_management_room_then_messages_both_ways_and_a_restart_without_login(
+async fn phone_login_in_the_management_room_then_messages_both_ways_a_restart_without_login_and_a_relogin(
 ) -> anyhow::Result<()> {
     let w = world().await?;
     let mut bridge = TelegramBridge::start(&w).await?;
@@ -282,5 +286,47 @@ async fn scenario(w: &World, bridge: &mut TelegramBridge) -> anyhow::Result<()> 
         .filter(|e| body(e) == "while you were away")
         .count();
     assert_eq!(copies, 1, "caught up once");
+
+    // Telegram ends the session ("Terminate session" on the phone): the user is told, and
+    // a new login brings the bridging back into the same portal, with what was missed.
+    w.sim.revoke_sessions(w.account.id);
+    let told = user
+        .wait_for_event(
+            &room,
+            |e| is_bot_notice(e) && body(e).contains("SESSION_REVOKED"),
+            WAIT,
+        )
+        .await?;
+    assert!(body(&told).contains("relogin"), "{}", body(&told));
+    w.sim
+        .send_private(w.contact, w.account.id, "sent while logged out", vec![]);
+    let (_, answer) = say(&user, &room, "relogin").await?;
+    if !answer.contains("phone number") {
+        let (_, prompt) = say(&user, &room, "login phone").await?;
+        assert!(prompt.contains("phone number"), "{prompt}");
+    }
+    say(&user, &room, "+44 7700 900123").await?;
+    let code = w
+        .sim
+        .login_code(&w.account.phone)
+        .expect("a new code was sent");
+    say(&user, &room, &code).await?;
+    let (_, done) = say(&user, &room, PASSWORD).await?;
+    assert!(done.contains("Alice Liddell"), "{done}");
+    user.wait_for_event(&portal, |e| body(e) == "sent while logged out", WAIT)
+        .await?;
+    user.send_text(&portal, "after relogin").await?;
+    wait_until(
+        WAIT,
+        "Bob to receive the message sent after the relogin",
+        || async {
+            Ok(w.sim
+                .messages(w.account.id, w.contact)
+                .iter()
+                .any(|m| m.out && m.text == "after relogin")
+                .then_some(()))
+        },
+    )
+    .await?;
     Ok(())
 }
