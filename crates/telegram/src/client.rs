@@ -2,14 +2,16 @@
 //! the login's [`StoredSession`]), the task that follows its updates, and what the core asks
 //! of it.
 
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use bridge_core::backoff::Backoff;
+use bridge_core::network::client::{DeleteHandler, EditHandler};
 use bridge_core::network::events::{ChatInfo, ChatMember, ChatRef, LoginState, UserInfo};
 use bridge_core::network::{
-    EventSender, LoginId, NetworkClient, NetworkError, OutgoingMessage, RemoteEvent, RemoteUserId,
-    SentMessage,
+    EventSender, LoginId, NetworkClient, NetworkError, OutgoingContent, OutgoingMessage,
+    RemoteEvent, RemoteMessageId, RemoteUserId, SentMessage,
 };
 use bytes::Bytes;
 use grammers_client::sender::{AutoSleep, ConnectionParams, SenderPool, UpdatesConfiguration};
@@ -106,6 +108,8 @@ pub struct Shared {
     session: Arc<StoredSession>,
     state: Mutex<LoginState>,
     client: Mutex<Option<Client>>,
+    /// Messages `(chat, id)` the bridge is editing, whose edit update is its own echo.
+    edit_echoes: Mutex<HashSet<(PeerId, i32)>>,
 }
 
 impl Shared {
@@ -125,6 +129,16 @@ impl Shared {
     pub(crate) async fn peer_ref(&self, peer: PeerId) -> Option<PeerRef> {
         use grammers_session::Session as _;
         self.session.peer_ref(peer).await.ok().flatten()
+    }
+
+    /// Notes that the bridge edits message `id` of `chat` (see [`Shared::take_edit_echo`]).
+    pub(crate) fn expect_edit_echo(&self, chat: PeerId, id: i32) {
+        lock(&self.edit_echoes).insert((chat, id));
+    }
+
+    /// Whether an edit of our own message is the echo of an edit the bridge made.
+    pub(crate) fn take_edit_echo(&self, chat: PeerId, id: i32) -> bool {
+        lock(&self.edit_echoes).remove(&(chat, id))
     }
 
     /// Records a new state and reports it if its kind changed; `false` if the core is gone.
@@ -323,6 +337,7 @@ impl TelegramClient {
             session,
             state: Mutex::new(LoginState::Connecting),
             client: Mutex::new(None),
+            edit_echoes: Mutex::default(),
         };
         Self {
             shared: Arc::new(shared),
@@ -427,6 +442,14 @@ impl NetworkClient for TelegramClient {
         )))
     }
 
+    fn edits(&self) -> Option<&dyn EditHandler> {
+        Some(self)
+    }
+
+    fn deletions(&self) -> Option<&dyn DeleteHandler> {
+        Some(self)
+    }
+
     async fn logout(&self) -> Result<(), NetworkError> {
         if let Ok(client) = self.shared.client() {
             if let Err(error) = timed(
@@ -440,5 +463,28 @@ impl NetworkClient for TelegramClient {
         }
         self.disconnect().await;
         Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl EditHandler for TelegramClient {
+    async fn edit_message(
+        &self,
+        chat: &ChatRef,
+        id: &RemoteMessageId,
+        content: OutgoingContent,
+    ) -> Result<(), NetworkError> {
+        crate::handle_matrix::edit_message(&self.shared, chat, id, content).await
+    }
+}
+
+#[async_trait::async_trait]
+impl DeleteHandler for TelegramClient {
+    async fn delete_message(
+        &self,
+        chat: &ChatRef,
+        id: &RemoteMessageId,
+    ) -> Result<(), NetworkError> {
+        crate::handle_matrix::delete_message(&self.shared, chat, id).await
     }
 }

@@ -1,33 +1,146 @@
 //! Telegram updates → the core's remote events: new messages (from contacts, and from the
-//! account's other devices), and what a user object says about its ghost.
+//! account's other devices), edits and deletions, and what a user object says about its
+//! ghost.
+//!
+//! Telegram reports deletions in private chats and basic groups by message number only, so
+//! the chat and author of every bridged message are kept in the login's store
+//! (`message/<id>`) until it is deleted.
 
 use bridge_core::network::events::{MessageContent, MessagePart, Sender, UserInfo};
 use bridge_core::network::{PartId, RemoteEvent};
 use grammers_client::peer::PeerMap;
 use grammers_client::tl;
-use grammers_session::types::PeerId;
+use grammers_session::types::{PeerId, PeerKind};
+use serde::{Deserialize, Serialize};
 
 use crate::client::Shared;
 use crate::{convert, ids};
 
+/// Where a message is and who wrote it.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+struct MessageRef {
+    /// The chat, in Bot API notation.
+    chat: i64,
+    /// The author.
+    sender: i64,
+}
+
+fn message_key(id: i32) -> String {
+    format!("message/{id}")
+}
+
+/// Remembers where message `id` is (not for channels, whose deletions name the channel).
+pub(crate) async fn remember(shared: &Shared, id: i32, chat: PeerId, sender: i64) {
+    if chat.kind() == PeerKind::Channel {
+        return;
+    }
+    let entry = MessageRef {
+        chat: chat.bot_api_dialog_id_unchecked(),
+        sender,
+    };
+    if let Err(error) = shared.events.store().set(&message_key(id), &entry).await {
+        tracing::warn!(login = %shared.login, %error, "could not remember a message's chat");
+    }
+}
+
 /// Handles one update; returns `false` if the core is shutting down.
 pub async fn handle(shared: &Shared, update: tl::enums::Update, _peers: &PeerMap) -> bool {
+    use tl::enums::Update as U;
     match update {
-        tl::enums::Update::NewMessage(tl::types::UpdateNewMessage { message, .. })
-        | tl::enums::Update::NewChannelMessage(tl::types::UpdateNewChannelMessage {
-            message,
-            ..
-        }) => match message_event(shared, &message) {
-            Some(event) => shared.events.send(event).await,
-            None => true,
-        },
+        U::NewMessage(tl::types::UpdateNewMessage { message, .. })
+        | U::NewChannelMessage(tl::types::UpdateNewChannelMessage { message, .. }) => {
+            let Some(parsed) = parse(shared, &message) else {
+                return true;
+            };
+            remember(shared, parsed.id, parsed.chat, parsed.sender.0).await;
+            shared.events.send(parsed.into_message(shared)).await
+        }
+        U::EditMessage(tl::types::UpdateEditMessage { message, .. })
+        | U::EditChannelMessage(tl::types::UpdateEditChannelMessage { message, .. }) => {
+            let Some(parsed) = parse(shared, &message) else {
+                return true;
+            };
+            if parsed.out && shared.take_edit_echo(parsed.chat, parsed.id) {
+                return true;
+            }
+            shared.events.send(parsed.into_edit(shared)).await
+        }
+        U::DeleteMessages(tl::types::UpdateDeleteMessages { messages, .. }) => {
+            for id in messages {
+                let key = message_key(id);
+                let Ok(Some(entry)) = shared.events.store().get::<MessageRef>(&key).await else {
+                    continue;
+                };
+                let Some(chat) = PeerId::from_bot_api_dialog_id(entry.chat) else {
+                    continue;
+                };
+                let me = shared.self_id();
+                let event = RemoteEvent::Delete {
+                    chat: ids::chat_ref(&shared.login, chat),
+                    id: ids::message_id(id),
+                    sender: Sender {
+                        user: ids::user_id(entry.sender),
+                        is_from_me: Some(entry.sender) == me,
+                    },
+                };
+                if !shared.events.send(event).await {
+                    return false;
+                }
+                let _ = shared.events.store().delete(&key).await;
+            }
+            true
+        }
         _ => true,
     }
 }
 
-/// The remote event of a new message; `None` for what is not bridged (yet): empty
-/// messages (our own sends, echoed by the library) and service messages.
-pub fn message_event(shared: &Shared, message: &tl::enums::Message) -> Option<RemoteEvent> {
+/// A message, read.
+struct Parsed {
+    chat: PeerId,
+    id: i32,
+    /// The author, and whether it is the account itself.
+    sender: (i64, bool),
+    out: bool,
+    date: i32,
+    edit_date: Option<i32>,
+    parts: Vec<MessagePart>,
+    reply_to: Option<i32>,
+}
+
+impl Parsed {
+    fn sender(&self) -> Sender {
+        Sender {
+            user: ids::user_id(self.sender.0),
+            is_from_me: self.sender.1,
+        }
+    }
+
+    fn into_message(self, shared: &Shared) -> RemoteEvent {
+        RemoteEvent::Message {
+            chat: ids::chat_ref(&shared.login, self.chat),
+            id: ids::message_id(self.id),
+            sender: self.sender(),
+            timestamp: i64::from(self.date) * 1000,
+            parts: self.parts,
+            reply_to: self.reply_to.map(ids::message_id),
+            thread_root: None,
+        }
+    }
+
+    fn into_edit(self, shared: &Shared) -> RemoteEvent {
+        RemoteEvent::Edit {
+            chat: ids::chat_ref(&shared.login, self.chat),
+            id: ids::message_id(self.id),
+            sender: self.sender(),
+            timestamp: i64::from(self.edit_date.unwrap_or(self.date)) * 1000,
+            parts: self.parts,
+        }
+    }
+}
+
+/// Reads a message; `None` for what is not bridged (yet): empty messages (our own sends,
+/// echoed by the library) and service messages.
+fn parse(shared: &Shared, message: &tl::enums::Message) -> Option<Parsed> {
     let tl::enums::Message::Message(message) = message else {
         return None;
     };
@@ -46,19 +159,16 @@ pub fn message_event(shared: &Shared, message: &tl::enums::Message) -> Option<Re
         message.entities.as_deref().unwrap_or_default(),
     );
     let reply_to = match &message.reply_to {
-        Some(tl::enums::MessageReplyHeader::Header(header)) => {
-            header.reply_to_msg_id.map(ids::message_id)
-        }
+        Some(tl::enums::MessageReplyHeader::Header(header)) => header.reply_to_msg_id,
         _ => None,
     };
-    Some(RemoteEvent::Message {
-        chat: ids::chat_ref(&shared.login, chat),
-        id: ids::message_id(message.id),
-        sender: Sender {
-            user: ids::user_id(sender),
-            is_from_me: message.out || sender == me,
-        },
-        timestamp: i64::from(message.date) * 1000,
+    Some(Parsed {
+        chat,
+        id: message.id,
+        sender: (sender, message.out || sender == me),
+        out: message.out,
+        date: message.date,
+        edit_date: message.edit_date,
         parts: vec![MessagePart {
             id: PartId(String::new()),
             content: MessageContent::Text {
@@ -68,7 +178,6 @@ pub fn message_event(shared: &Shared, message: &tl::enums::Message) -> Option<Re
             },
         }],
         reply_to,
-        thread_root: None,
     })
 }
 

@@ -49,6 +49,8 @@ pub struct SimMessage {
     pub entities: Vec<(String, i32, i32)>,
     /// The message it replies to.
     pub reply_to: Option<i32>,
+    /// Whether it was edited.
+    pub edited: bool,
 }
 
 /// An account that can log in.
@@ -222,6 +224,25 @@ impl TelegramSim {
         received.id
     }
 
+    /// Edits message `id` of `owner`'s box (both copies of the private message), as its
+    /// sender does in the Telegram app; both sides get the update.
+    pub fn edit_private(&self, owner: i64, id: i32, text: &str) {
+        let mut data = self.inner.lock();
+        let Some(shared) = data.shared_of(owner, id) else { return };
+        for (user, updates) in data.edit_shared(shared, text, Vec::new()) {
+            data.push(user, &updates);
+        }
+    }
+
+    /// Deletes message `id` of `owner`'s box for both sides.
+    pub fn delete_private(&self, owner: i64, id: i32) {
+        let mut data = self.inner.lock();
+        let Some(shared) = data.shared_of(owner, id) else { return };
+        for (user, updates, _) in data.delete_shared(shared) {
+            data.push(user, &updates);
+        }
+    }
+
     /// The messages of `account`'s private chat with `peer`, oldest first.
     pub fn messages(&self, account: i64, peer: i64) -> Vec<SimMessage> {
         let data = self.inner.lock();
@@ -239,6 +260,7 @@ impl TelegramSim {
                 text: m.text.clone(),
                 entities: m.entities.iter().map(describe_entity).collect(),
                 reply_to: m.reply_to,
+                edited: m.edit_date.is_some(),
             })
             .collect()
     }

@@ -43,6 +43,18 @@ pub(crate) struct Stored {
     pub entities: Vec<tl::enums::MessageEntity>,
     pub date: i32,
     pub reply_to: Option<i32>,
+    /// The same for both copies of a private message (sender's and receiver's).
+    pub shared: u64,
+    pub edit_date: Option<i32>,
+}
+
+/// A change to an existing message, logged with its pts for `updates.getDifference`.
+#[derive(Debug, Clone)]
+pub(crate) enum Change {
+    /// The message with this ID was edited.
+    Edit(i32),
+    /// The messages with these IDs were deleted.
+    Delete(Vec<i32>),
 }
 
 /// One account's messages and update state.
@@ -51,6 +63,8 @@ pub(crate) struct Mailbox {
     pub pts: i32,
     pub last_id: i32,
     pub messages: Vec<Stored>,
+    /// Edits and deletions by pts.
+    pub changes: Vec<(i32, Change)>,
 }
 
 /// The pts of an account without messages (an account's pts never starts at 0).
@@ -62,6 +76,7 @@ impl Mailbox {
             pts: FIRST_PTS,
             last_id: 0,
             messages: Vec::new(),
+            changes: Vec::new(),
         }
     }
 }
@@ -240,6 +255,7 @@ impl Data {
         reply_to_in_sender: Option<i32>,
     ) -> (Stored, Stored) {
         let date = now();
+        let shared = rand::random::<u64>();
         let mut stored = |owner: i64, peer: i64, out: bool, reply_to: Option<i32>| {
             let mailbox = self.boxes.entry(owner).or_insert_with(Mailbox::new);
             mailbox.pts += 1;
@@ -254,6 +270,8 @@ impl Data {
                 entities: entities.clone(),
                 date,
                 reply_to,
+                shared,
+                edit_date: None,
             };
             mailbox.messages.push(message.clone());
             message
@@ -265,6 +283,59 @@ impl Data {
             stored(to, from, false, None)
         };
         (sent, received)
+    }
+
+    /// Edits both copies of a private message; returns each owner's `updates`.
+    pub fn edit_shared(&mut self, shared: u64, text: &str, entities: Vec<tl::enums::MessageEntity>) -> Vec<(i64, tl::enums::Updates)> {
+        let date = now();
+        let mut edited = Vec::new();
+        for (owner, mailbox) in &mut self.boxes {
+            let Some(message) = mailbox.messages.iter_mut().find(|m| m.shared == shared) else { continue };
+            message.text = text.to_owned();
+            message.entities = entities.clone();
+            message.edit_date = Some(date);
+            mailbox.pts += 1;
+            mailbox.changes.push((mailbox.pts, Change::Edit(message.id)));
+            edited.push((*owner, message.clone(), mailbox.pts));
+        }
+        edited
+            .into_iter()
+            .map(|(owner, message, pts)| {
+                let update = tl::types::UpdateEditMessage { message: super::tl_build::message(owner, &message), pts, pts_count: 1 }.into();
+                (owner, self.updates(owner, &[message.peer], update, date))
+            })
+            .collect()
+    }
+
+    /// Deletes both copies of a private message; returns each owner's `updates` and pts.
+    pub fn delete_shared(&mut self, shared: u64) -> Vec<(i64, tl::enums::Updates, i32)> {
+        let date = now();
+        let mut deleted = Vec::new();
+        for (owner, mailbox) in &mut self.boxes {
+            let Some(index) = mailbox.messages.iter().position(|m| m.shared == shared) else { continue };
+            let message = mailbox.messages.remove(index);
+            mailbox.pts += 1;
+            mailbox.changes.push((mailbox.pts, Change::Delete(vec![message.id])));
+            deleted.push((*owner, message.id, mailbox.pts));
+        }
+        deleted
+            .into_iter()
+            .map(|(owner, id, pts)| {
+                let update = tl::types::UpdateDeleteMessages { messages: vec![id], pts, pts_count: 1 }.into();
+                (owner, self.updates(owner, &[], update, date), pts)
+            })
+            .collect()
+    }
+
+    /// One update for `owner`, with the users it names.
+    fn updates(&self, owner: i64, users: &[i64], update: tl::enums::Update, date: i32) -> tl::enums::Updates {
+        let users = users.iter().copied().chain([owner]).map(|id| self.user_tl(owner, id)).collect();
+        tl::types::Updates { updates: vec![update], users, chats: Vec::new(), date, seq: 0 }.into()
+    }
+
+    /// The `shared` key of message `id` in `owner`'s box.
+    pub fn shared_of(&self, owner: i64, id: i32) -> Option<u64> {
+        self.boxes.get(&owner)?.messages.iter().find(|m| m.id == id).map(|m| m.shared)
     }
 
     /// Pushes `updates` to every connection signed in as `user`.

@@ -127,7 +127,7 @@ pub(crate) fn message(owner: i64, stored: &Stored) -> tl::enums::Message {
         views: None,
         forwards: None,
         replies: None,
-        edit_date: None,
+        edit_date: stored.edit_date,
         post_author: None,
         grouped_id: None,
         reactions: None,

@@ -150,6 +150,20 @@ async fn connected(
     Ok((client, rx))
 }
 
+/// Receives events until one matches `pred`; fails after [`WAIT`].
+async fn recv(rx: &mut Events, pred: impl Fn(&RemoteEvent) -> bool) -> anyhow::Result<RemoteEvent> {
+    bridge_tests::next_remote_event(rx, WAIT, pred).await
+}
+
+fn text_content(body: &str, html: Option<&str>) -> OutgoingContent {
+    OutgoingContent::Text {
+        body: body.to_owned(),
+        html: html.map(str::to_owned),
+        mentions: vec![],
+        emote: false,
+    }
+}
+
 /// The body of the next text message the client reports.
 async fn next_text(rx: &mut Events) -> anyhow::Result<String> {
     let event =
@@ -206,7 +220,8 @@ async fn phone_login_re_asks_wrong_codes_and_passwords_and_the_session_survives_
             length: 2,
         }
         .into();
-    w.sim
+    let incoming = w
+        .sim
         .send_private(w.contact, w.account.id, text, vec![bold]);
     let event = bridge_tests::next_remote_event(&mut rx, WAIT, |e| {
         matches!(e, RemoteEvent::Message { .. })
@@ -267,6 +282,73 @@ async fn phone_login_re_asks_wrong_codes_and_passwords_and_the_session_survives_
         last.entities,
         vec![("bold".to_owned(), 0, 2), ("code".to_owned(), 6, 1)]
     );
+
+    // Edits and deletions both ways; what the account sends from its phone.
+    w.sim.edit_private(w.account.id, incoming, "你好 (edited)");
+    let edit = recv(&mut rx, |e| matches!(e, RemoteEvent::Edit { .. })).await?;
+    let RemoteEvent::Edit {
+        id: edited,
+        chat: edit_chat,
+        parts,
+        ..
+    } = edit
+    else {
+        unreachable!()
+    };
+    assert_eq!(
+        (edited.as_str(), &edit_chat),
+        (incoming.to_string().as_str(), &chat)
+    );
+    assert!(
+        matches!(&parts[0].content, MessageContent::Text { body, .. } if body == "你好 (edited)")
+    );
+    let edit_as = client.edits().expect("edits");
+    edit_as
+        .edit_message(&chat, &sent.id, text_content("fixed *typo*", None))
+        .await?;
+    let mine = w.sim.messages(w.account.id, w.contact);
+    let mine = mine
+        .iter()
+        .find(|m| m.id.to_string() == sent.id.as_str())
+        .expect("still there");
+    assert!(mine.edited && mine.text == "fixed *typo*", "{mine:?}");
+    w.sim.delete_private(w.account.id, incoming);
+    // Nothing but the deletion comes first: the bridge's own edit is not echoed back.
+    let deleted = recv(&mut rx, |e| {
+        assert!(
+            !matches!(e, RemoteEvent::Edit { .. }),
+            "the bridge's own edit came back: {e:?}"
+        );
+        matches!(e, RemoteEvent::Delete { .. })
+    })
+    .await?;
+    assert!(
+        matches!(&deleted, RemoteEvent::Delete { id, chat: c, .. } if id.as_str() == incoming.to_string() && c == &chat),
+        "{deleted:?}"
+    );
+    client
+        .deletions()
+        .expect("deletions")
+        .delete_message(&chat, &sent.id)
+        .await?;
+    assert!(w
+        .sim
+        .messages(w.account.id, w.contact)
+        .iter()
+        .all(|m| m.id.to_string() != sent.id.as_str()));
+    w.sim
+        .send_private(w.account.id, w.contact, "from my phone", vec![]);
+    let own = recv(&mut rx, |e| matches!(e, RemoteEvent::Message { .. })).await?;
+    let RemoteEvent::Message {
+        chat: own_chat,
+        sender,
+        ..
+    } = own
+    else {
+        unreachable!()
+    };
+    assert_eq!(own_chat, chat, "the private chat with the contact");
+    assert!(sender.is_from_me);
 
     // A restart: the session comes back from the store, and what was sent while the
     // client was away arrives once.
