@@ -110,6 +110,45 @@ pub struct Shared {
     client: Mutex<Option<Client>>,
     /// Messages `(chat, id)` the bridge is editing, whose edit update is its own echo.
     edit_echoes: Mutex<HashSet<(PeerId, i32)>>,
+    /// Sends in progress and sent messages whose echo (grammers reports what the account
+    /// sends as new messages) has not come yet.
+    sends: Mutex<Sends>,
+    /// Signalled when a send ends.
+    send_done: tokio::sync::Notify,
+}
+
+/// See [`Shared::sends`].
+#[derive(Default)]
+struct Sends {
+    in_flight: std::collections::HashMap<PeerId, usize>,
+    sent: HashSet<(PeerId, i32)>,
+}
+
+/// A send in progress (see [`Shared::begin_send`]); ends on drop.
+pub(crate) struct SendGuard<'a> {
+    shared: &'a Shared,
+    chat: PeerId,
+}
+
+impl SendGuard<'_> {
+    /// The send succeeded with message `id`: its echo is skipped.
+    pub(crate) fn sent(&self, id: i32) {
+        lock(&self.shared.sends).sent.insert((self.chat, id));
+    }
+}
+
+impl Drop for SendGuard<'_> {
+    fn drop(&mut self) {
+        let mut sends = lock(&self.shared.sends);
+        if let Some(count) = sends.in_flight.get_mut(&self.chat) {
+            *count -= 1;
+            if *count == 0 {
+                sends.in_flight.remove(&self.chat);
+            }
+        }
+        drop(sends);
+        self.shared.send_done.notify_waiters();
+    }
 }
 
 impl Shared {
@@ -129,6 +168,35 @@ impl Shared {
     pub(crate) async fn peer_ref(&self, peer: PeerId) -> Option<PeerRef> {
         use grammers_session::Session as _;
         self.session.peer_ref(peer).await.ok().flatten()
+    }
+
+    /// Marks a send to `chat` as in progress until the guard drops.
+    pub(crate) fn begin_send(&self, chat: PeerId) -> SendGuard<'_> {
+        *lock(&self.sends).in_flight.entry(chat).or_default() += 1;
+        SendGuard { shared: self, chat }
+    }
+
+    /// Whether a message the account sent is the echo of a send by the bridge: waits for
+    /// the sends to `chat` in progress to end (the echo can come before the answer).
+    pub(crate) async fn is_own_send(&self, chat: PeerId, id: i32) -> bool {
+        let deadline = tokio::time::Instant::now() + CALL_TIMEOUT;
+        loop {
+            let notified = self.send_done.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let mut sends = lock(&self.sends);
+                if sends.sent.remove(&(chat, id)) {
+                    return true;
+                }
+                if !sends.in_flight.contains_key(&chat) {
+                    return false;
+                }
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return false;
+            }
+        }
     }
 
     /// Notes that the bridge edits message `id` of `chat` (see [`Shared::take_edit_echo`]).
@@ -338,6 +406,8 @@ impl TelegramClient {
             state: Mutex::new(LoginState::Connecting),
             client: Mutex::new(None),
             edit_echoes: Mutex::default(),
+            sends: Mutex::default(),
+            send_done: tokio::sync::Notify::new(),
         };
         Self {
             shared: Arc::new(shared),

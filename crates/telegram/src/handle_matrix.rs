@@ -69,7 +69,10 @@ pub async fn send_message(
         .fmt_entities(entities)
         .reply_to(reply_to);
     let client = shared.client()?;
+    let sending = shared.begin_send(chat);
     let sent = timed(&shared.config, client.send_message(peer, input)).await?;
+    sending.sent(sent.id());
+    drop(sending);
     if let Some(me) = shared.self_id() {
         handle_remote::remember(shared, sent.id(), chat, me).await;
     }

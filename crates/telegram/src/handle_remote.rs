@@ -1,6 +1,6 @@
 //! Telegram updates → the core's remote events: new messages (from contacts, and from the
-//! account's other devices), edits and deletions, and what a user object says about its
-//! ghost.
+//! account's other devices; not the echoes of what the bridge sent), edits and deletions,
+//! and what a user object says about its ghost.
 //!
 //! Telegram reports deletions in private chats and basic groups by message number only, so
 //! the chat and author of every bridged message are kept in the login's store
@@ -52,6 +52,9 @@ pub async fn handle(shared: &Shared, update: tl::enums::Update, _peers: &PeerMap
             let Some(parsed) = parse(shared, &message) else {
                 return true;
             };
+            if parsed.out && shared.is_own_send(parsed.chat, parsed.id).await {
+                return true;
+            }
             remember(shared, parsed.id, parsed.chat, parsed.sender.0).await;
             shared.events.send(parsed.into_message(shared)).await
         }

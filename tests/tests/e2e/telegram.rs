@@ -342,6 +342,7 @@ async fn phone_login_re_asks_wrong_codes_and_passwords_and_the_session_survives_
     let RemoteEvent::Message {
         chat: own_chat,
         sender,
+        parts,
         ..
     } = own
     else {
@@ -349,14 +350,41 @@ async fn phone_login_re_asks_wrong_codes_and_passwords_and_the_session_survives_
     };
     assert_eq!(own_chat, chat, "the private chat with the contact");
     assert!(sender.is_from_me);
+    assert!(
+        matches!(&parts[0].content, MessageContent::Text { body, .. } if body == "from my phone"),
+        "the bridge's own sends are not echoed: {parts:?}"
+    );
 
     // A restart: the session comes back from the store, and what was sent while the
     // client was away arrives once.
     client.disconnect().await;
     w.sim
         .send_private(w.contact, w.account.id, "while you were away", vec![]);
+    // Long enough that the difference comes gzip-packed.
+    let long = "长".repeat(400) + " end";
+    w.sim.send_private(w.contact, w.account.id, &long, vec![]);
     let (client, mut rx) = connected(&connector, &id, session, store).await?;
     assert_eq!(next_text(&mut rx).await?, "while you were away");
+    assert_eq!(next_text(&mut rx).await?, long);
+    // A long message to Telegram goes gzip-packed too.
+    let chat = ChatRef {
+        id: RemoteChatId(w.contact.to_string()),
+        receiver: Some(LoginId(id.clone())),
+    };
+    let outgoing = OutgoingMessage {
+        chat,
+        content: text_content(&long, None),
+        reply_to: None,
+        thread_root: None,
+        relayed_from: None,
+        avatar_url: None,
+    };
+    client.send_message(outgoing).await?;
+    assert!(w
+        .sim
+        .messages(w.account.id, w.contact)
+        .iter()
+        .any(|m| m.out && m.text == long));
     w.sim
         .send_private(w.contact, w.account.id, "and now", vec![]);
     assert_eq!(
