@@ -215,8 +215,31 @@ impl TelegramSim {
         text: &str,
         entities: Vec<tl::enums::MessageEntity>,
     ) -> i32 {
+        self.reply_private(from, to, text, entities, None)
+    }
+
+    /// [`TelegramSim::send_private`] as a reply to message `reply_to` of `to`'s box.
+    pub fn reply_private(
+        &self,
+        from: i64,
+        to: i64,
+        text: &str,
+        entities: Vec<tl::enums::MessageEntity>,
+        reply_to: Option<i32>,
+    ) -> i32 {
         let mut data = self.inner.lock();
-        let (sent, received) = data.store_private(from, to, text, entities, None);
+        // The sender's copy of the message replied to.
+        let reply_in_sender = reply_to
+            .and_then(|id| data.shared_of(to, id))
+            .and_then(|shared| {
+                data.boxes
+                    .get(&from)?
+                    .messages
+                    .iter()
+                    .find(|m| m.shared == shared)
+                    .map(|m| m.id)
+            });
+        let (sent, received) = data.store_private(from, to, text, entities, reply_in_sender);
         let updates = data.new_message_updates(to, &received);
         data.push(to, &updates);
         let own = data.new_message_updates(from, &sent);
@@ -228,7 +251,9 @@ impl TelegramSim {
     /// sender does in the Telegram app; both sides get the update.
     pub fn edit_private(&self, owner: i64, id: i32, text: &str) {
         let mut data = self.inner.lock();
-        let Some(shared) = data.shared_of(owner, id) else { return };
+        let Some(shared) = data.shared_of(owner, id) else {
+            return;
+        };
         for (user, updates) in data.edit_shared(shared, text, Vec::new()) {
             data.push(user, &updates);
         }
@@ -237,7 +262,9 @@ impl TelegramSim {
     /// Deletes message `id` of `owner`'s box for both sides.
     pub fn delete_private(&self, owner: i64, id: i32) {
         let mut data = self.inner.lock();
-        let Some(shared) = data.shared_of(owner, id) else { return };
+        let Some(shared) = data.shared_of(owner, id) else {
+            return;
+        };
         for (user, updates, _) in data.delete_shared(shared) {
             data.push(user, &updates);
         }

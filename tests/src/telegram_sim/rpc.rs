@@ -138,8 +138,12 @@ fn method(data: &mut Data, key: &[u8; 256], id: u32, cursor: &mut tl::Cursor) ->
             send_message(data, me, read!(f::messages::SendMessage))
         }
         f::messages::GetDialogs::CONSTRUCTOR_ID => Ok(dialogs(data, me).to_bytes()),
-        f::messages::EditMessage::CONSTRUCTOR_ID => edit_message(data, me, read!(f::messages::EditMessage)),
-        f::messages::DeleteMessages::CONSTRUCTOR_ID => delete_messages(data, me, read!(f::messages::DeleteMessages)),
+        f::messages::EditMessage::CONSTRUCTOR_ID => {
+            edit_message(data, me, read!(f::messages::EditMessage))
+        }
+        f::messages::DeleteMessages::CONSTRUCTOR_ID => {
+            delete_messages(data, me, read!(f::messages::DeleteMessages))
+        }
         _ => Err(bad(&format!(
             "METHOD_NOT_SIMULATED_{}",
             tl::name_for_id(id).replace('.', "_").to_uppercase()
@@ -189,9 +193,21 @@ fn difference(
             .filter(|(pts, _)| *pts > request.pts)
             .filter_map(|(pts, change)| match change {
                 Change::Edit(id) => mailbox.messages.iter().find(|m| m.id == *id).map(|m| {
-                    tl::types::UpdateEditMessage { message: tl_build::message(me, m), pts: *pts, pts_count: 1 }.into()
+                    tl::types::UpdateEditMessage {
+                        message: tl_build::message(me, m),
+                        pts: *pts,
+                        pts_count: 1,
+                    }
+                    .into()
                 }),
-                Change::Delete(ids) => Some(tl::types::UpdateDeleteMessages { messages: ids.clone(), pts: *pts, pts_count: 1 }.into()),
+                Change::Delete(ids) => Some(
+                    tl::types::UpdateDeleteMessages {
+                        messages: ids.clone(),
+                        pts: *pts,
+                        pts_count: 1,
+                    }
+                    .into(),
+                ),
             })
             .collect(),
         chats: Vec::new(),
@@ -257,25 +273,41 @@ fn send_message(
     )
 }
 
-fn edit_message(data: &mut Data, me: i64, request: tl::functions::messages::EditMessage) -> RpcResult {
-    let shared = data.shared_of(me, request.id).ok_or_else(|| bad("MESSAGE_ID_INVALID"))?;
+fn edit_message(
+    data: &mut Data,
+    me: i64,
+    request: tl::functions::messages::EditMessage,
+) -> RpcResult {
+    let shared = data
+        .shared_of(me, request.id)
+        .ok_or_else(|| bad("MESSAGE_ID_INVALID"))?;
     let text = request.message.clone().unwrap_or_default();
     let mut answer = None;
-    for (owner, updates) in data.edit_shared(shared, &text, request.entities.clone().unwrap_or_default()) {
+    for (owner, updates) in
+        data.edit_shared(shared, &text, request.entities.clone().unwrap_or_default())
+    {
         if owner == me {
             answer = Some(updates);
         } else {
             data.push(owner, &updates);
         }
     }
-    answer.map(|u| u.to_bytes()).ok_or_else(|| bad("MESSAGE_ID_INVALID"))
+    answer
+        .map(|u| u.to_bytes())
+        .ok_or_else(|| bad("MESSAGE_ID_INVALID"))
 }
 
-fn delete_messages(data: &mut Data, me: i64, request: tl::functions::messages::DeleteMessages) -> RpcResult {
+fn delete_messages(
+    data: &mut Data,
+    me: i64,
+    request: tl::functions::messages::DeleteMessages,
+) -> RpcResult {
     let mut pts = data.boxes.get(&me).map_or(FIRST_PTS, |b| b.pts);
     let mut count = 0;
     for id in &request.id {
-        let Some(shared) = data.shared_of(me, *id) else { continue };
+        let Some(shared) = data.shared_of(me, *id) else {
+            continue;
+        };
         for (owner, updates, owner_pts) in data.delete_shared(shared) {
             if owner == me {
                 pts = owner_pts;
@@ -285,7 +317,13 @@ fn delete_messages(data: &mut Data, me: i64, request: tl::functions::messages::D
             }
         }
     }
-    Ok(tl::enums::messages::AffectedMessages::Messages(tl::types::messages::AffectedMessages { pts, pts_count: count }).to_bytes())
+    Ok(
+        tl::enums::messages::AffectedMessages::Messages(tl::types::messages::AffectedMessages {
+            pts,
+            pts_count: count,
+        })
+        .to_bytes(),
+    )
 }
 
 /// `me`'s private chats, newest first.

@@ -256,6 +256,16 @@ impl Data {
     ) -> (Stored, Stored) {
         let date = now();
         let shared = rand::random::<u64>();
+        // The receiver's copy replies to the receiver's copy of the same message.
+        let reply_shared = reply_to_in_sender.and_then(|id| self.shared_of(from, id));
+        let reply_to_in_receiver = reply_shared.and_then(|shared| {
+            self.boxes
+                .get(&to)?
+                .messages
+                .iter()
+                .find(|m| m.shared == shared)
+                .map(|m| m.id)
+        });
         let mut stored = |owner: i64, peer: i64, out: bool, reply_to: Option<i32>| {
             let mailbox = self.boxes.entry(owner).or_insert_with(Mailbox::new);
             mailbox.pts += 1;
@@ -280,28 +290,42 @@ impl Data {
         let received = if from == to {
             sent.clone()
         } else {
-            stored(to, from, false, None)
+            stored(to, from, false, reply_to_in_receiver)
         };
         (sent, received)
     }
 
     /// Edits both copies of a private message; returns each owner's `updates`.
-    pub fn edit_shared(&mut self, shared: u64, text: &str, entities: Vec<tl::enums::MessageEntity>) -> Vec<(i64, tl::enums::Updates)> {
+    pub fn edit_shared(
+        &mut self,
+        shared: u64,
+        text: &str,
+        entities: Vec<tl::enums::MessageEntity>,
+    ) -> Vec<(i64, tl::enums::Updates)> {
         let date = now();
         let mut edited = Vec::new();
         for (owner, mailbox) in &mut self.boxes {
-            let Some(message) = mailbox.messages.iter_mut().find(|m| m.shared == shared) else { continue };
+            let Some(message) = mailbox.messages.iter_mut().find(|m| m.shared == shared) else {
+                continue;
+            };
             message.text = text.to_owned();
             message.entities = entities.clone();
             message.edit_date = Some(date);
             mailbox.pts += 1;
-            mailbox.changes.push((mailbox.pts, Change::Edit(message.id)));
+            mailbox
+                .changes
+                .push((mailbox.pts, Change::Edit(message.id)));
             edited.push((*owner, message.clone(), mailbox.pts));
         }
         edited
             .into_iter()
             .map(|(owner, message, pts)| {
-                let update = tl::types::UpdateEditMessage { message: super::tl_build::message(owner, &message), pts, pts_count: 1 }.into();
+                let update = tl::types::UpdateEditMessage {
+                    message: super::tl_build::message(owner, &message),
+                    pts,
+                    pts_count: 1,
+                }
+                .into();
                 (owner, self.updates(owner, &[message.peer], update, date))
             })
             .collect()
@@ -312,30 +336,62 @@ impl Data {
         let date = now();
         let mut deleted = Vec::new();
         for (owner, mailbox) in &mut self.boxes {
-            let Some(index) = mailbox.messages.iter().position(|m| m.shared == shared) else { continue };
+            let Some(index) = mailbox.messages.iter().position(|m| m.shared == shared) else {
+                continue;
+            };
             let message = mailbox.messages.remove(index);
             mailbox.pts += 1;
-            mailbox.changes.push((mailbox.pts, Change::Delete(vec![message.id])));
+            mailbox
+                .changes
+                .push((mailbox.pts, Change::Delete(vec![message.id])));
             deleted.push((*owner, message.id, mailbox.pts));
         }
         deleted
             .into_iter()
             .map(|(owner, id, pts)| {
-                let update = tl::types::UpdateDeleteMessages { messages: vec![id], pts, pts_count: 1 }.into();
+                let update = tl::types::UpdateDeleteMessages {
+                    messages: vec![id],
+                    pts,
+                    pts_count: 1,
+                }
+                .into();
                 (owner, self.updates(owner, &[], update, date), pts)
             })
             .collect()
     }
 
     /// One update for `owner`, with the users it names.
-    fn updates(&self, owner: i64, users: &[i64], update: tl::enums::Update, date: i32) -> tl::enums::Updates {
-        let users = users.iter().copied().chain([owner]).map(|id| self.user_tl(owner, id)).collect();
-        tl::types::Updates { updates: vec![update], users, chats: Vec::new(), date, seq: 0 }.into()
+    fn updates(
+        &self,
+        owner: i64,
+        users: &[i64],
+        update: tl::enums::Update,
+        date: i32,
+    ) -> tl::enums::Updates {
+        let users = users
+            .iter()
+            .copied()
+            .chain([owner])
+            .map(|id| self.user_tl(owner, id))
+            .collect();
+        tl::types::Updates {
+            updates: vec![update],
+            users,
+            chats: Vec::new(),
+            date,
+            seq: 0,
+        }
+        .into()
     }
 
     /// The `shared` key of message `id` in `owner`'s box.
     pub fn shared_of(&self, owner: i64, id: i32) -> Option<u64> {
-        self.boxes.get(&owner)?.messages.iter().find(|m| m.id == id).map(|m| m.shared)
+        self.boxes
+            .get(&owner)?
+            .messages
+            .iter()
+            .find(|m| m.id == id)
+            .map(|m| m.shared)
     }
 
     /// Pushes `updates` to every connection signed in as `user`.

@@ -12,7 +12,8 @@ use bridge_core::network::events::{ChatRef, LoginState, MessageContent};
 use bridge_core::network::login::{FieldKind, LoginStep};
 use bridge_core::network::{
     EventSender, LoginId, LoginStore, NetworkClient, NetworkConnector, NetworkError,
-    OutgoingContent, OutgoingMessage, RemoteChatId, RemoteEvent, RemoteUserId, StoredLogin,
+    OutgoingContent, OutgoingMessage, RemoteChatId, RemoteEvent, RemoteMessageId, RemoteUserId,
+    StoredLogin,
 };
 use bridge_telegram::{TelegramConfig, TelegramConnector};
 use bridge_tests::telegram_sim::{SimAccount, TelegramSim};
@@ -267,7 +268,7 @@ async fn phone_login_re_asks_wrong_codes_and_passwords_and_the_session_survives_
             mentions: vec![],
             emote: false,
         },
-        reply_to: None,
+        reply_to: Some(RemoteMessageId(incoming.to_string())),
         thread_root: None,
         relayed_from: None,
         avatar_url: None,
@@ -282,6 +283,19 @@ async fn phone_login_re_asks_wrong_codes_and_passwords_and_the_session_survives_
         last.entities,
         vec![("bold".to_owned(), 0, 2), ("code".to_owned(), 6, 1)]
     );
+    assert_eq!(
+        last.reply_to,
+        Some(incoming),
+        "a Matrix reply is a Telegram reply"
+    );
+    // The contact answers the bridged message with a reply.
+    w.sim
+        .reply_private(w.contact, w.account.id, "re: hi", vec![], Some(last.id));
+    let reply = recv(&mut rx, |e| matches!(e, RemoteEvent::Message { .. })).await?;
+    let RemoteEvent::Message { reply_to, .. } = reply else {
+        unreachable!()
+    };
+    assert_eq!(reply_to, Some(sent.id.clone()));
 
     // Edits and deletions both ways; what the account sends from its phone.
     w.sim.edit_private(w.account.id, incoming, "你好 (edited)");
