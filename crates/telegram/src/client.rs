@@ -14,10 +14,13 @@ use bridge_core::network::{
     RemoteEvent, RemoteMessageId, RemoteUserId, SentMessage,
 };
 use bytes::Bytes;
-use grammers_client::sender::{AutoSleep, ConnectionParams, SenderPool, UpdatesConfiguration};
+use grammers_client::sender::{
+    AutoSleep, ConnectionParams, RetryContext, RetryPolicy, SenderPool, UpdatesConfiguration,
+};
 use grammers_client::{tl, Client, InvocationError};
 use grammers_session::types::{PeerId, PeerKind, PeerRef};
 use grammers_session::updates::UpdatesLike;
+use std::ops::ControlFlow;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -29,21 +32,51 @@ use crate::{handle_remote, ids};
 /// The timeout of one call to Telegram (flood waits up to the configured ceiling come on top).
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long a send may be held by a flood wait before its user is told.
+pub const FLOOD_NOTICE_AFTER: Duration = Duration::from_secs(3);
+
+/// grammers' [`AutoSleep`] (sleeps through flood waits up to the configured ceiling, a few
+/// times), which also reports waits of a message send of [`FLOOD_NOTICE_AFTER`] or more.
+struct FloodPolicy {
+    sleep: AutoSleep,
+    waits: Option<mpsc::UnboundedSender<Duration>>,
+}
+
+impl RetryPolicy for FloodPolicy {
+    fn should_retry(&self, context: &RetryContext) -> ControlFlow<(), Duration> {
+        let decision = self.sleep.should_retry(context);
+        if let (ControlFlow::Continue(wait), Some(waits), InvocationError::Rpc(rpc)) =
+            (&decision, &self.waits, &context.error)
+        {
+            let is_send = rpc.caused_by
+                == Some(<tl::functions::messages::SendMessage as tl::Identifiable>::CONSTRUCTOR_ID);
+            if rpc.code == 420 && is_send && *wait >= FLOOD_NOTICE_AFTER {
+                let _ = waits.send(*wait);
+            }
+        }
+        decision
+    }
+}
+
 /// A grammers client over `session` with its sender pool running: the client, the updates
-/// the pool receives, and the pool's task (it ends after [`Client::disconnect`]).
+/// the pool receives, and the pool's task (it ends after [`Client::disconnect`]). Flood
+/// waits of sends go to `waits`.
 pub(crate) fn open(
     session: Arc<StoredSession>,
     api_id: i32,
     config: &TelegramConfig,
+    waits: Option<mpsc::UnboundedSender<Duration>>,
 ) -> (Client, mpsc::Receiver<UpdatesLike>, JoinHandle<()>) {
+    let sleep = AutoSleep {
+        tries: std::num::NonZeroU32::new(3).unwrap_or(std::num::NonZeroU32::MIN),
+        threshold: Duration::from_secs(config.flood_wait_ceiling_seconds.into()),
+        ..AutoSleep::default()
+    };
     let params = ConnectionParams {
         device_model: config.device_model.clone(),
         system_version: config.system_version.clone(),
         app_version: config.app_version.clone(),
-        retry_policy: Box::new(AutoSleep {
-            threshold: Duration::from_secs(config.flood_wait_ceiling_seconds.into()),
-            ..AutoSleep::default()
-        }),
+        retry_policy: Box::new(FloodPolicy { sleep, waits }),
         ..ConnectionParams::default()
     };
     let SenderPool {
@@ -225,7 +258,21 @@ impl Shared {
     async fn run(self: Arc<Self>, cancel: CancellationToken) {
         // Cancelled on shutdown, or when Telegram ends the session.
         let cancel = cancel.child_token();
-        let (client, updates, pool) = open(self.session.clone(), self.api_id, &self.config);
+        let (waits, mut waited) = mpsc::unbounded_channel();
+        let (client, updates, pool) =
+            open(self.session.clone(), self.api_id, &self.config, Some(waits));
+        let events = self.events.clone();
+        let notices = tokio::spawn(async move {
+            while let Some(wait) = waited.recv().await {
+                let notice = format!(
+                    "Telegram asked the bridge to slow down: your messages wait {} seconds before they are sent.",
+                    wait.as_secs()
+                );
+                if !events.send(RemoteEvent::Notice(notice)).await {
+                    break;
+                }
+            }
+        });
         *lock(&self.client) = Some(client.clone());
         self.report(LoginState::Connecting).await;
         let mut backoff = Backoff::reconnect();
@@ -262,6 +309,7 @@ impl Shared {
         }
         client.disconnect();
         *lock(&self.client) = None;
+        notices.abort();
         if tokio::time::timeout(Duration::from_secs(10), pool)
             .await
             .is_err()

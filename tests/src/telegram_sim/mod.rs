@@ -313,6 +313,15 @@ impl TelegramSim {
         self.inner.lock().revoke(user);
     }
 
+    /// Answers the next `times` calls of `method` (`messages.sendMessage`) with
+    /// 420 FLOOD_WAIT_`seconds`, as Telegram does to clients that send too fast.
+    pub fn flood_wait(&self, method: &str, seconds: u32, times: u32) {
+        self.inner
+            .lock()
+            .floods
+            .insert(method.to_owned(), (seconds, times));
+    }
+
     /// The user the preset key is signed in as.
     pub fn signed_in(&self) -> Option<i64> {
         self.inner.lock().signed_in(&self.key)

@@ -88,7 +88,14 @@ fn read_init(cursor: &mut tl::Cursor) -> Option<InitInfo> {
 
 fn method(data: &mut Data, key: &[u8; 256], id: u32, cursor: &mut tl::Cursor) -> RpcResult {
     use tl::functions as f;
-    data.calls.push(tl::name_for_id(id).to_owned());
+    let name = tl::name_for_id(id).to_owned();
+    if let Some((seconds, remaining)) = data.floods.get_mut(&name).filter(|(_, n)| *n > 0) {
+        *remaining -= 1;
+        let seconds = *seconds;
+        data.calls.push(format!("{name} (flood wait)"));
+        return Err((420, format!("FLOOD_WAIT_{seconds}")));
+    }
+    data.calls.push(name);
     macro_rules! read {
         ($t:ty) => {
             <$t>::deserialize(cursor).map_err(|_| bad("INPUT_REQUEST_INVALID"))?

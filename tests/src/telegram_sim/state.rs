@@ -121,6 +121,8 @@ pub(crate) struct Data {
     /// Keys whose sign-in waits for the account's cloud password.
     pub awaiting_password: HashMap<[u8; 8], i64>,
     pub inits: Vec<InitInfo>,
+    /// Flood waits to answer: method name → (seconds, how many more calls).
+    pub floods: HashMap<String, (u32, u32)>,
     /// Keys whose session the account ended from another device.
     pub revoked: HashSet<[u8; 8]>,
     /// Every method called, by name, in order.

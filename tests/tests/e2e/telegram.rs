@@ -491,3 +491,50 @@ async fn a_session_ended_on_the_phone_is_reported_and_a_new_login_catches_up() -
     client.disconnect().await;
     Ok(())
 }
+
+#[tokio::test]
+async fn a_send_held_by_a_flood_wait_arrives_and_its_user_is_told() -> anyhow::Result<()> {
+    let w = world().await?;
+    let connector = TelegramConnector::new(config(&w.sim))?;
+    let (id, session) = phone_login(&w, &connector).await?;
+    let store = LoginStore::in_memory(&LoginId(id.clone()));
+    let (client, mut rx) = connected(&connector, &id, session, store).await?;
+    w.sim.send_private(w.contact, w.account.id, "hello", vec![]);
+    assert_eq!(next_text(&mut rx).await?, "hello");
+
+    w.sim.flood_wait("messages.sendMessage", 3, 1);
+    let chat = ChatRef {
+        id: RemoteChatId(w.contact.to_string()),
+        receiver: Some(LoginId(id.clone())),
+    };
+    let started = std::time::Instant::now();
+    let outgoing = OutgoingMessage {
+        chat,
+        content: text_content("after the wait", None),
+        reply_to: None,
+        thread_root: None,
+        relayed_from: None,
+        avatar_url: None,
+    };
+    client.send_message(outgoing).await?;
+    assert!(
+        started.elapsed() >= Duration::from_secs(3),
+        "the send waited out the flood"
+    );
+    assert!(w
+        .sim
+        .messages(w.account.id, w.contact)
+        .iter()
+        .any(|m| m.out && m.text == "after the wait"));
+    assert!(w
+        .sim
+        .calls()
+        .contains(&"messages.sendMessage (flood wait)".to_owned()));
+    let notice = recv(&mut rx, |e| matches!(e, RemoteEvent::Notice(_))).await?;
+    let RemoteEvent::Notice(text) = notice else {
+        unreachable!()
+    };
+    assert!(text.contains("3 seconds"), "{text}");
+    client.disconnect().await;
+    Ok(())
+}
