@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use bridge_core::backoff::Backoff;
-use bridge_core::network::client::{DeleteHandler, EditHandler};
+use bridge_core::network::client::{DeleteHandler, EditHandler, PresenceHandler};
 use bridge_core::network::events::{ChatInfo, ChatMember, ChatRef, LoginState, UserInfo};
 use bridge_core::network::{
     EventSender, LoginId, NetworkClient, NetworkError, OutgoingContent, OutgoingMessage,
@@ -568,6 +568,10 @@ impl NetworkClient for TelegramClient {
         Some(self)
     }
 
+    fn presence(&self) -> Option<&dyn PresenceHandler> {
+        Some(self)
+    }
+
     async fn logout(&self) -> Result<(), NetworkError> {
         if let Ok(client) = self.shared.client() {
             if let Err(error) = timed(
@@ -604,5 +608,16 @@ impl DeleteHandler for TelegramClient {
         id: &RemoteMessageId,
     ) -> Result<(), NetworkError> {
         crate::handle_matrix::delete_message(&self.shared, chat, id).await
+    }
+}
+
+#[async_trait::async_trait]
+impl PresenceHandler for TelegramClient {
+    async fn set_typing(&self, chat: &ChatRef, typing: bool) -> Result<(), NetworkError> {
+        crate::handle_matrix::set_typing(&self.shared, chat, typing).await
+    }
+
+    async fn mark_read(&self, chat: &ChatRef, up_to: &RemoteMessageId) -> Result<(), NetworkError> {
+        crate::handle_matrix::mark_read(&self.shared, chat, up_to).await
     }
 }

@@ -1,5 +1,6 @@
 //! Matrix → Telegram: text messages (Matrix HTML as Telegram entities), as replies where
-//! the Matrix event replied to a bridged message; edits and deletions of them.
+//! the Matrix event replied to a bridged message; edits and deletions of them; typing and
+//! read receipts.
 
 use bridge_core::network::events::ChatRef;
 use bridge_core::network::{
@@ -113,5 +114,40 @@ pub async fn delete_message(
     let id = message_number(id)?;
     let client = shared.client()?;
     timed(&shared.config, client.delete_messages(peer, &[id])).await?;
+    Ok(())
+}
+
+/// Starts or stops "typing…" in a chat.
+pub async fn set_typing(shared: &Shared, chat: &ChatRef, typing: bool) -> Result<(), NetworkError> {
+    let (_, peer) = peer(shared, chat).await?;
+    let action: tl::enums::SendMessageAction = if typing {
+        tl::types::SendMessageTypingAction {}.into()
+    } else {
+        tl::types::SendMessageCancelAction {}.into()
+    };
+    let client = shared.client()?;
+    let request = tl::functions::messages::SetTyping {
+        peer: peer.into(),
+        top_msg_id: None,
+        action,
+    };
+    timed(&shared.config, client.invoke(&request)).await?;
+    Ok(())
+}
+
+/// Marks a chat read up to a message.
+pub async fn mark_read(
+    shared: &Shared,
+    chat: &ChatRef,
+    up_to: &RemoteMessageId,
+) -> Result<(), NetworkError> {
+    let (_, peer) = peer(shared, chat).await?;
+    let max_id = message_number(up_to)?;
+    let client = shared.client()?;
+    let request = tl::functions::messages::ReadHistory {
+        peer: peer.into(),
+        max_id,
+    };
+    timed(&shared.config, client.invoke(&request)).await?;
     Ok(())
 }

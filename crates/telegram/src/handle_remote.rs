@@ -1,6 +1,6 @@
 //! Telegram updates → the core's remote events: new messages (from contacts, and from the
 //! account's other devices; not the echoes of what the bridge sent), edits and deletions,
-//! and what a user object says about its ghost.
+//! typing and read receipts in private chats, and what a user object says about its ghost.
 //!
 //! Telegram reports deletions in private chats and basic groups by message number only, so
 //! the chat and author of every bridged message are kept in the login's store
@@ -93,9 +93,51 @@ pub async fn handle(shared: &Shared, update: tl::enums::Update, _peers: &PeerMap
             }
             true
         }
+        U::UserTyping(typing) => {
+            let chat = PeerId::user_unchecked(typing.user_id);
+            let timeout_ms = match typing.action {
+                tl::enums::SendMessageAction::SendMessageCancelAction => 0,
+                _ => TYPING_TIMEOUT_MS,
+            };
+            let sender = Sender {
+                user: ids::user_id(typing.user_id),
+                is_from_me: false,
+            };
+            shared
+                .events
+                .send(RemoteEvent::Typing {
+                    chat: ids::chat_ref(&shared.login, chat),
+                    sender,
+                    timeout_ms,
+                })
+                .await
+        }
+        U::ReadHistoryOutbox(read) => {
+            let chat = PeerId::from(&read.peer);
+            let Some(reader) = chat.bare_id().filter(|_| chat.kind() == PeerKind::User) else {
+                return true;
+            };
+            let sender = Sender {
+                user: ids::user_id(reader),
+                is_from_me: false,
+            };
+            let up_to = ids::message_id(read.max_id);
+            shared
+                .events
+                .send(RemoteEvent::ReadReceipt {
+                    chat: ids::chat_ref(&shared.login, chat),
+                    sender,
+                    up_to,
+                })
+                .await
+        }
         _ => true,
     }
 }
+
+/// How long a "typing…" lasts without a renewal (Telegram clients repeat it every few
+/// seconds and let it expire after about six).
+const TYPING_TIMEOUT_MS: u64 = 6000;
 
 /// A message, read.
 struct Parsed {

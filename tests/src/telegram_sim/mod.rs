@@ -313,6 +313,62 @@ impl TelegramSim {
         self.inner.lock().revoke(user);
     }
 
+    /// `from` starts typing in their private chat with `to` (a push to `to`).
+    pub fn typing(&self, from: i64, to: i64) {
+        let data = self.inner.lock();
+        let update = tl::types::UpdateUserTyping {
+            user_id: from,
+            top_msg_id: None,
+            action: tl::types::SendMessageTypingAction {}.into(),
+        };
+        let updates = tl::types::UpdateShort {
+            update: update.into(),
+            date: state::now(),
+        }
+        .into();
+        data.push(to, &updates);
+    }
+
+    /// `reader` reads everything `owner` sent them: `owner` gets the read receipt.
+    pub fn read_private(&self, reader: i64, owner: i64) {
+        let mut data = self.inner.lock();
+        let Some(mailbox) = data.boxes.get_mut(&owner) else {
+            return;
+        };
+        let Some(max_id) = mailbox
+            .messages
+            .iter()
+            .filter(|m| m.peer == reader && m.out)
+            .map(|m| m.id)
+            .max()
+        else {
+            return;
+        };
+        mailbox.pts += 1;
+        let update = tl::types::UpdateReadHistoryOutbox {
+            peer: tl::types::PeerUser { user_id: reader }.into(),
+            max_id,
+            pts: mailbox.pts,
+            pts_count: 1,
+        };
+        let updates = tl::types::UpdateShort {
+            update: update.into(),
+            date: state::now(),
+        }
+        .into();
+        data.push(owner, &updates);
+    }
+
+    /// Whether `account` last said it was typing to `peer` (`None`: never said).
+    pub fn typing_of(&self, account: i64, peer: i64) -> Option<bool> {
+        self.inner.lock().typing.get(&(account, peer)).copied()
+    }
+
+    /// How far `account` read its private chat with `peer`.
+    pub fn read_up_to(&self, account: i64, peer: i64) -> Option<i32> {
+        self.inner.lock().read.get(&(account, peer)).copied()
+    }
+
     /// Answers the next `times` calls of `method` (`messages.sendMessage`) with
     /// 420 FLOOD_WAIT_`seconds`, as Telegram does to clients that send too fast.
     pub fn flood_wait(&self, method: &str, seconds: u32, times: u32) {

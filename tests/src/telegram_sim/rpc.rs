@@ -145,6 +145,26 @@ fn method(data: &mut Data, key: &[u8; 256], id: u32, cursor: &mut tl::Cursor) ->
             send_message(data, me, read!(f::messages::SendMessage))
         }
         f::messages::GetDialogs::CONSTRUCTOR_ID => Ok(dialogs(data, me).to_bytes()),
+        f::messages::SetTyping::CONSTRUCTOR_ID => {
+            let request = read!(f::messages::SetTyping);
+            let peer = input_peer(data, me, &request.peer)?;
+            let typing = !matches!(
+                request.action,
+                tl::enums::SendMessageAction::SendMessageCancelAction
+            );
+            data.typing.insert((me, peer), typing);
+            Ok(true.to_bytes())
+        }
+        f::messages::ReadHistory::CONSTRUCTOR_ID => {
+            let request = read!(f::messages::ReadHistory);
+            let peer = input_peer(data, me, &request.peer)?;
+            data.read.insert((me, peer), request.max_id);
+            let pts = data.boxes.get(&me).map_or(FIRST_PTS, |b| b.pts);
+            Ok(tl::enums::messages::AffectedMessages::Messages(
+                tl::types::messages::AffectedMessages { pts, pts_count: 0 },
+            )
+            .to_bytes())
+        }
         f::messages::EditMessage::CONSTRUCTOR_ID => {
             edit_message(data, me, read!(f::messages::EditMessage))
         }
@@ -237,21 +257,26 @@ fn input_user(data: &Data, me: i64, input: &tl::enums::InputUser) -> Option<i64>
     }
 }
 
-fn send_message(
-    data: &mut Data,
-    me: i64,
-    request: tl::functions::messages::SendMessage,
-) -> RpcResult {
-    let to = match &request.peer {
-        tl::enums::InputPeer::PeerSelf => me,
+/// The user an `InputPeer` names, if its access hash is right.
+fn input_peer(data: &Data, me: i64, peer: &tl::enums::InputPeer) -> Result<i64, (i32, String)> {
+    match peer {
+        tl::enums::InputPeer::PeerSelf => Ok(me),
         tl::enums::InputPeer::User(user) => data
             .users
             .get(&user.user_id)
             .filter(|u| u.access_hash == user.access_hash)
             .map(|u| u.id)
-            .ok_or_else(|| bad("PEER_ID_INVALID"))?,
-        _ => return Err(bad("PEER_ID_INVALID")),
-    };
+            .ok_or_else(|| bad("PEER_ID_INVALID")),
+        _ => Err(bad("PEER_ID_INVALID")),
+    }
+}
+
+fn send_message(
+    data: &mut Data,
+    me: i64,
+    request: tl::functions::messages::SendMessage,
+) -> RpcResult {
+    let to = input_peer(data, me, &request.peer)?;
     if request.message.trim().is_empty() {
         return Err(bad("MESSAGE_EMPTY"));
     }

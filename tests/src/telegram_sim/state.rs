@@ -121,6 +121,10 @@ pub(crate) struct Data {
     /// Keys whose sign-in waits for the account's cloud password.
     pub awaiting_password: HashMap<[u8; 8], i64>,
     pub inits: Vec<InitInfo>,
+    /// What the bridge said about typing, by (account, peer): typing or not.
+    pub typing: HashMap<(i64, i64), bool>,
+    /// How far each account read each private chat, by (account, peer).
+    pub read: HashMap<(i64, i64), i32>,
     /// Flood waits to answer: method name → (seconds, how many more calls).
     pub floods: HashMap<String, (u32, u32)>,
     /// Keys whose session the account ended from another device.

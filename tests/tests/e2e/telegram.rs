@@ -538,3 +538,54 @@ async fn a_send_held_by_a_flood_wait_arrives_and_its_user_is_told() -> anyhow::R
     client.disconnect().await;
     Ok(())
 }
+
+#[tokio::test]
+async fn typing_and_read_receipts_both_ways() -> anyhow::Result<()> {
+    let w = world().await?;
+    let connector = TelegramConnector::new(config(&w.sim))?;
+    let (id, session) = phone_login(&w, &connector).await?;
+    let store = LoginStore::in_memory(&LoginId(id.clone()));
+    let (client, mut rx) = connected(&connector, &id, session, store).await?;
+    let incoming = w
+        .sim
+        .send_private(w.contact, w.account.id, "are you there?", vec![]);
+    assert_eq!(next_text(&mut rx).await?, "are you there?");
+    let chat = ChatRef {
+        id: RemoteChatId(w.contact.to_string()),
+        receiver: Some(LoginId(id.clone())),
+    };
+
+    w.sim.typing(w.contact, w.account.id);
+    let typing = recv(&mut rx, |e| matches!(e, RemoteEvent::Typing { .. })).await?;
+    assert!(
+        matches!(&typing, RemoteEvent::Typing { chat: c, sender, timeout_ms } if c == &chat && sender.user.as_str() == w.contact.to_string() && *timeout_ms > 0),
+        "{typing:?}"
+    );
+    let presence = client.presence().expect("presence");
+    presence.set_typing(&chat, true).await?;
+    assert_eq!(w.sim.typing_of(w.account.id, w.contact), Some(true));
+    presence.set_typing(&chat, false).await?;
+    assert_eq!(w.sim.typing_of(w.account.id, w.contact), Some(false));
+    presence
+        .mark_read(&chat, &RemoteMessageId(incoming.to_string()))
+        .await?;
+    assert_eq!(w.sim.read_up_to(w.account.id, w.contact), Some(incoming));
+
+    let outgoing = OutgoingMessage {
+        chat: chat.clone(),
+        content: text_content("yes!", None),
+        reply_to: None,
+        thread_root: None,
+        relayed_from: None,
+        avatar_url: None,
+    };
+    let sent = client.send_message(outgoing).await?;
+    w.sim.read_private(w.contact, w.account.id);
+    let read = recv(&mut rx, |e| matches!(e, RemoteEvent::ReadReceipt { .. })).await?;
+    assert!(
+        matches!(&read, RemoteEvent::ReadReceipt { chat: c, sender, up_to } if c == &chat && sender.user.as_str() == w.contact.to_string() && up_to == &sent.id),
+        "{read:?}"
+    );
+    client.disconnect().await;
+    Ok(())
+}
