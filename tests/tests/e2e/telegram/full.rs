@@ -244,7 +244,7 @@ async fn scenario(w: &World, bridge: &mut TelegramBridge) -> anyhow::Result<()> 
 
     // Alice answers from Matrix, with formatting.
     let html = serde_json::json!({"msgtype": "m.text", "body": "**ok** 🎉", "format": "org.matrix.custom.html", "formatted_body": "<strong>ok</strong> 🎉"});
-    user.send_event(&portal, "m.room.message", html).await?;
+    let answer = user.send_event(&portal, "m.room.message", html).await?;
     wait_until(WAIT, "Bob to receive the answer", || async {
         let messages = w.sim.messages(w.account.id, w.contact);
         Ok(messages
@@ -254,6 +254,59 @@ async fn scenario(w: &World, bridge: &mut TelegramBridge) -> anyhow::Result<()> 
     })
     .await
     .map(|entities| assert_eq!(entities, vec![("bold".to_owned(), 0, 2)]))?;
+
+    // Edits and deletions from Matrix reach Telegram; Bob's edit reaches Matrix.
+    let edit = serde_json::json!({
+        "msgtype": "m.text",
+        "body": "* ok, fine",
+        "m.new_content": {"msgtype": "m.text", "body": "ok, fine"},
+        "m.relates_to": {"rel_type": "m.replace", "event_id": answer},
+    });
+    user.send_event(&portal, "m.room.message", edit).await?;
+    wait_until(WAIT, "the edit to reach Telegram", || async {
+        let messages = w.sim.messages(w.account.id, w.contact);
+        Ok(messages
+            .iter()
+            .any(|m| m.out && m.text == "ok, fine" && m.edited)
+            .then_some(()))
+    })
+    .await?;
+    let oops = user.send_text(&portal, "oops").await?;
+    wait_until(WAIT, "the message to reach Telegram", || async {
+        Ok(w.sim
+            .messages(w.account.id, w.contact)
+            .iter()
+            .any(|m| m.out && m.text == "oops")
+            .then_some(()))
+    })
+    .await?;
+    user.redact(&portal, &oops, None).await?;
+    wait_until(WAIT, "the deletion to reach Telegram", || async {
+        Ok((!w
+            .sim
+            .messages(w.account.id, w.contact)
+            .iter()
+            .any(|m| m.text == "oops"))
+        .then_some(()))
+    })
+    .await?;
+    let hello = w
+        .sim
+        .messages(w.account.id, w.contact)
+        .iter()
+        .find(|m| !m.out)
+        .map(|m| m.id)
+        .expect("Bob's message");
+    w.sim
+        .edit_private(w.account.id, hello, "你好 Alice 👋 (edited)");
+    let edited = user
+        .wait_for_event(
+            &portal,
+            |e| e["content"]["m.new_content"]["body"] == "你好 Alice 👋 (edited)",
+            WAIT,
+        )
+        .await?;
+    assert_eq!(edited["sender"], ghost.as_str());
 
     // A restart needs no login: messages keep flowing both ways.
     bridge.stop().await?;
