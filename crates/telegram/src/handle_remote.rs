@@ -1,6 +1,7 @@
 //! Telegram updates → the core's remote events: new messages (from contacts, and from the
 //! account's other devices; not the echoes of what the bridge sent), edits and deletions,
-//! typing and read receipts in private chats, and what a user object says about its ghost.
+//! typing and read receipts in private chats, name changes, and what a user object says
+//! about its ghost.
 //!
 //! Telegram reports deletions in private chats and basic groups by message number only, so
 //! the chat and author of every bridged message are kept in the login's store
@@ -109,6 +110,27 @@ pub async fn handle(shared: &Shared, update: tl::enums::Update, _peers: &PeerMap
                     chat: ids::chat_ref(&shared.login, chat),
                     sender,
                     timeout_ms,
+                })
+                .await
+        }
+        U::UserName(renamed) => {
+            let name = [renamed.first_name.trim(), renamed.last_name.trim()]
+                .into_iter()
+                .filter(|part| !part.is_empty())
+                .collect::<Vec<_>>()
+                .join(" ");
+            if name.is_empty() {
+                return true;
+            }
+            let info = UserInfo {
+                name: Some(name),
+                ..UserInfo::default()
+            };
+            shared
+                .events
+                .send(RemoteEvent::UserInfoChanged {
+                    user: ids::user_id(renamed.user_id),
+                    info,
                 })
                 .await
         }

@@ -313,6 +313,28 @@ impl TelegramSim {
         self.inner.lock().revoke(user);
     }
 
+    /// `user` changes their name; `to` (who has them as a contact) is told.
+    pub fn rename(&self, user: i64, first: &str, last: Option<&str>, to: i64) {
+        let mut data = self.inner.lock();
+        let Some(entry) = data.users.get_mut(&user) else {
+            return;
+        };
+        entry.first_name = first.to_owned();
+        entry.last_name = last.map(str::to_owned);
+        let update = tl::types::UpdateUserName {
+            user_id: user,
+            first_name: first.to_owned(),
+            last_name: last.unwrap_or_default().to_owned(),
+            usernames: Vec::new(),
+        };
+        let updates = tl::types::UpdateShort {
+            update: update.into(),
+            date: state::now(),
+        }
+        .into();
+        data.push(to, &updates);
+    }
+
     /// `from` starts typing in their private chat with `to` (a push to `to`).
     pub fn typing(&self, from: i64, to: i64) {
         let data = self.inner.lock();

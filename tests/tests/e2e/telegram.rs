@@ -540,7 +540,7 @@ async fn a_send_held_by_a_flood_wait_arrives_and_its_user_is_told() -> anyhow::R
 }
 
 #[tokio::test]
-async fn typing_and_read_receipts_both_ways() -> anyhow::Result<()> {
+async fn typing_read_receipts_and_name_changes() -> anyhow::Result<()> {
     let w = world().await?;
     let connector = TelegramConnector::new(config(&w.sim))?;
     let (id, session) = phone_login(&w, &connector).await?;
@@ -562,6 +562,16 @@ async fn typing_and_read_receipts_both_ways() -> anyhow::Result<()> {
         "{typing:?}"
     );
     let presence = client.presence().expect("presence");
+    w.sim
+        .rename(w.contact, "Robert", Some("Brown"), w.account.id);
+    let renamed = recv(&mut rx, |e| {
+        matches!(e, RemoteEvent::UserInfoChanged { .. })
+    })
+    .await?;
+    assert!(
+        matches!(&renamed, RemoteEvent::UserInfoChanged { user, info } if user.as_str() == w.contact.to_string() && info.name.as_deref() == Some("Robert Brown")),
+        "{renamed:?}"
+    );
     presence.set_typing(&chat, true).await?;
     assert_eq!(w.sim.typing_of(w.account.id, w.contact), Some(true));
     presence.set_typing(&chat, false).await?;
