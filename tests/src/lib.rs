@@ -23,6 +23,7 @@ pub mod discord_sim;
 mod process;
 pub mod procstat;
 mod synapse;
+pub mod telegram_sim;
 pub mod testnet;
 pub mod wechaty;
 

@@ -245,6 +245,7 @@ fn example_configs_in_configs_dir_are_in_sync() -> anyhow::Result<()> {
     let examples = [
         ("discord.yaml", example_config::<bridge_discord::connector::DiscordNetwork>()?),
         ("wechat.yaml", example_config::<bridge_wechat::WechatNetwork>()?),
+        ("telegram.yaml", example_config::<bridge_telegram::TelegramNetwork>()?),
     ];
     for (file, generated) in examples {
         let path = dir.join(file);
@@ -271,6 +272,7 @@ async fn the_run_script_starts_synapse_and_every_bridge() -> anyhow::Result<()> 
     let bins = tempfile::Builder::new().prefix("bridge-bins-").tempdir()?;
     std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_bridge-discord-e2e"), bins.path().join("bridge-discord"))?;
     std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_bridge-wechat-e2e"), bins.path().join("bridge-wechat"))?;
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_bridge-telegram-e2e"), bins.path().join("bridge-telegram"))?;
     let mut command = tokio::process::Command::new(root.join("scripts/run"));
     command
         .current_dir(&root)
@@ -278,7 +280,7 @@ async fn the_run_script_starts_synapse_and_every_bridge() -> anyhow::Result<()> 
         .env("BRIDGE_RUN_BIN_DIR", bins.path())
         .env("BRIDGE_RUN_DATA", data.path())
         .env("BRIDGE_RUN_PORT", bridge_tests::free_port()?.to_string())
-        // Two consecutive ports for the two bridges; a clash fails the check, not silently.
+        // Consecutive ports for the bridges; a clash fails the check, not silently.
         .env("BRIDGE_RUN_BRIDGE_PORT", first_bridge_port.to_string())
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true);
@@ -287,6 +289,7 @@ async fn the_run_script_starts_synapse_and_every_bridge() -> anyhow::Result<()> 
     assert!(output.status.success(), "scripts/run failed ({}):\n{stderr}", output.status);
     assert!(stderr.contains("check: bridge-discord is running"), "{stderr}");
     assert!(stderr.contains("check: bridge-wechat is running"), "{stderr}");
+    assert!(stderr.contains("check: bridge-telegram is running"), "{stderr}");
     assert!(stderr.contains("check passed"), "{stderr}");
     Ok(())
 }

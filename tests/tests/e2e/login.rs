@@ -30,7 +30,7 @@ async fn say(bridge: &TestBridge, user: &TestUser, room: &str, text: &str) -> an
 }
 
 /// Waits until `event_id` shows as redacted (empty content) in the user's `/messages`.
-async fn wait_redacted(user: &TestUser, room: &str, event_id: &str) -> anyhow::Result<()> {
+pub(crate) async fn wait_redacted(user: &TestUser, room: &str, event_id: &str) -> anyhow::Result<()> {
     wait_until(WAIT, &format!("{event_id} to be redacted"), || async {
         let events = user.messages(room, 100).await?;
         let event = events.iter().find(|e| e["event_id"] == event_id);

@@ -7,6 +7,7 @@ mod env;
 mod login;
 mod messages;
 mod puppet;
+mod telegram;
 mod harness;
 mod matrix;
 mod portals;

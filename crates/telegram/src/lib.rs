@@ -1,0 +1,23 @@
+//! The Telegram bridge: logs in as the user's own Telegram account (or a bot) over MTProto,
+//! built on grammers.
+//!
+//! The files follow the layout shared by every network crate: [`connector`] (the
+//! [`TelegramNetwork`] facts and the connector), [`login`] (the `phone` and `bot` flows),
+//! [`client`] (one MTProto connection per login), [`handle_remote`] (updates → remote
+//! events), [`handle_matrix`] (outgoing messages), [`convert`] (entities ↔ HTML), [`ids`],
+//! [`config`] and [`commands`]; [`session`] keeps the MTProto session in the bridge's
+//! database.
+
+pub mod client;
+pub mod commands;
+pub mod config;
+pub mod connector;
+pub mod convert;
+pub mod handle_matrix;
+pub mod handle_remote;
+pub mod ids;
+pub mod login;
+pub mod session;
+
+pub use config::TelegramConfig;
+pub use connector::{TelegramConnector, TelegramNetwork};

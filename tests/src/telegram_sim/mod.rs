@@ -1,0 +1,423 @@
+//! The Telegram simulator: an MTProto 2.0 server on 127.0.0.1 that the real grammers client
+//! of `bridge-telegram` talks to in tests, built on grammers' own framing, crypto and TL types.
+//!
+//! A simulator cannot run Telegram's key exchange (grammers trusts only Telegram's RSA
+//! keys), so it starts with a preset authorization key ([`TelegramSim::auth_key_hex`]) that
+//! a new login's session is seeded with, unauthorized until `auth.signIn` succeeds.
+//!
+//! Tests build the world with [`TelegramSim::add_account`] (someone who can log in, with a
+//! cloud password or not), [`TelegramSim::add_user`] (the other people) and
+//! [`TelegramSim::add_bot`]; play those people with [`TelegramSim::send_private`]; read the
+//! login code Telegram "sent" with [`TelegramSim::login_code`]; and check what the bridge did
+//! with [`TelegramSim::messages`], [`TelegramSim::connections`], [`TelegramSim::inits`] and
+//! [`TelegramSim::calls`].
+//!
+//! Modules: [`mtproto`] (transport, encryption, message layer), [`rpc`] (the methods),
+//! [`auth`] (codes, SRP, bots), [`state`] (the world), [`tl_build`] (TL objects).
+
+mod auth;
+mod mtproto;
+mod rpc;
+mod state;
+#[cfg(test)]
+mod tests;
+mod tl_build;
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use grammers_tl_types as tl;
+use tokio_util::sync::CancellationToken;
+
+pub use state::InitInfo;
+use state::{Inner, User};
+
+/// A message in an account's private chat, as the control API shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimMessage {
+    /// The message's number in the account's box.
+    pub id: i32,
+    /// Who sent it.
+    pub from: i64,
+    /// Whether the account sent it.
+    pub out: bool,
+    /// The text.
+    pub text: String,
+    /// The formatting entities, as `(kind, offset, length)` in UTF-16 units (`bold`,
+    /// `italic`, `code`, `text_url:<url>`, …).
+    pub entities: Vec<(String, i32, i32)>,
+    /// The message it replies to.
+    pub reply_to: Option<i32>,
+    /// Whether it was edited.
+    pub edited: bool,
+}
+
+/// An account that can log in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimAccount {
+    /// Its user ID.
+    pub id: i64,
+    /// Its phone number, digits only.
+    pub phone: String,
+}
+
+/// A running Telegram simulator. Cheap to clone; stops when the last handle is dropped or
+/// on [`TelegramSim::stop`].
+#[derive(Clone)]
+pub struct TelegramSim {
+    inner: Arc<Inner>,
+    address: SocketAddrV4,
+    key: [u8; 256],
+    _stop: Arc<StopOnDrop>,
+}
+
+struct StopOnDrop(CancellationToken);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}
+
+impl TelegramSim {
+    /// Starts the simulator on a free port of 127.0.0.1 with a fresh preset key.
+    pub async fn start() -> anyhow::Result<Self> {
+        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .await
+            .context("bind")?;
+        let port = listener.local_addr()?.port();
+        let stop = CancellationToken::new();
+        let inner = Arc::new(Inner::new(stop.clone()));
+        let key: [u8; 256] = std::array::from_fn(|_| rand::random::<u8>());
+        inner.lock().keys.insert(mtproto::key_id(&key), (key, None));
+        let accepting = inner.clone();
+        tokio::spawn(async move {
+            loop {
+                let accepted = tokio::select! {
+                    () = accepting.stop.cancelled() => break,
+                    accepted = listener.accept() => accepted,
+                };
+                match accepted {
+                    Ok((stream, _)) => {
+                        tokio::spawn(mtproto::serve(stream, accepting.clone()));
+                    }
+                    Err(error) => tracing::warn!(%error, "telegram simulator accept failed"),
+                }
+            }
+        });
+        Ok(Self {
+            inner,
+            address: SocketAddrV4::new(Ipv4Addr::LOCALHOST, port),
+            key,
+            _stop: Arc::new(StopOnDrop(stop)),
+        })
+    }
+
+    /// Where the simulator listens (`network.test_dc_address`).
+    pub fn address(&self) -> String {
+        self.address.to_string()
+    }
+
+    /// The preset authorization key in hex (`network.test_auth_key`).
+    pub fn auth_key_hex(&self) -> String {
+        self.key.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The preset authorization key.
+    pub fn auth_key(&self) -> [u8; 256] {
+        self.key
+    }
+
+    /// Stops listening and closes every connection.
+    pub fn stop(&self) {
+        self.inner.stop.cancel();
+    }
+
+    /// Adds an account that can log in with `phone` (any format; digits are kept), named
+    /// `first last`, with a cloud password or not.
+    pub fn add_account(
+        &self,
+        phone: &str,
+        first: &str,
+        last: Option<&str>,
+        password: Option<&str>,
+    ) -> SimAccount {
+        let phone: String = phone.chars().filter(char::is_ascii_digit).collect();
+        let id = self.inner.lock().add_user(User {
+            id: 0,
+            access_hash: 0,
+            first_name: first.to_owned(),
+            last_name: last.map(str::to_owned),
+            username: None,
+            phone: Some(phone.clone()),
+            password: password.map(str::to_owned),
+            password_hint: password.map(|_| "simulated".to_owned()),
+            bot_token: None,
+        });
+        SimAccount { id, phone }
+    }
+
+    /// Adds another person (who does not log in); returns their user ID.
+    pub fn add_user(&self, first: &str, last: Option<&str>, username: Option<&str>) -> i64 {
+        self.inner.lock().add_user(User {
+            id: 0,
+            access_hash: 0,
+            first_name: first.to_owned(),
+            last_name: last.map(str::to_owned),
+            username: username.map(str::to_owned),
+            phone: None,
+            password: None,
+            password_hint: None,
+            bot_token: None,
+        })
+    }
+
+    /// Adds a bot; returns its user ID and token.
+    pub fn add_bot(&self, name: &str) -> (i64, String) {
+        let mut data = self.inner.lock();
+        let id = data.add_user(User {
+            id: 0,
+            access_hash: 0,
+            first_name: name.to_owned(),
+            last_name: None,
+            username: Some(format!("{}_bot", name.to_lowercase().replace(' ', "_"))),
+            phone: None,
+            password: None,
+            password_hint: None,
+            bot_token: None,
+        });
+        let token = format!("{id}:{}", crate::random_lowercase(30));
+        if let Some(bot) = data.users.get_mut(&id) {
+            bot.bot_token = Some(token.clone());
+        }
+        (id, token)
+    }
+
+    /// The newest login code sent to `phone`.
+    pub fn login_code(&self, phone: &str) -> Option<String> {
+        let phone: String = phone.chars().filter(char::is_ascii_digit).collect();
+        self.inner
+            .lock()
+            .codes
+            .values()
+            .filter(|c| c.phone == phone)
+            .map(|c| c.code.clone())
+            .last()
+    }
+
+    /// `from` sends `text` to `to` in their private chat (with Telegram entities); the
+    /// receiver's connections get the update. Returns the message's number in `to`'s box.
+    pub fn send_private(
+        &self,
+        from: i64,
+        to: i64,
+        text: &str,
+        entities: Vec<tl::enums::MessageEntity>,
+    ) -> i32 {
+        self.reply_private(from, to, text, entities, None)
+    }
+
+    /// [`TelegramSim::send_private`] as a reply to message `reply_to` of `to`'s box.
+    pub fn reply_private(
+        &self,
+        from: i64,
+        to: i64,
+        text: &str,
+        entities: Vec<tl::enums::MessageEntity>,
+        reply_to: Option<i32>,
+    ) -> i32 {
+        let mut data = self.inner.lock();
+        // The sender's copy of the message replied to.
+        let reply_in_sender = reply_to
+            .and_then(|id| data.shared_of(to, id))
+            .and_then(|shared| {
+                data.boxes
+                    .get(&from)?
+                    .messages
+                    .iter()
+                    .find(|m| m.shared == shared)
+                    .map(|m| m.id)
+            });
+        let (sent, received) = data.store_private(from, to, text, entities, reply_in_sender);
+        let updates = data.new_message_updates(to, &received);
+        data.push(to, &updates);
+        let own = data.new_message_updates(from, &sent);
+        data.push(from, &own);
+        received.id
+    }
+
+    /// Edits message `id` of `owner`'s box (both copies of the private message), as its
+    /// sender does in the Telegram app; both sides get the update.
+    pub fn edit_private(&self, owner: i64, id: i32, text: &str) {
+        let mut data = self.inner.lock();
+        let Some(shared) = data.shared_of(owner, id) else {
+            return;
+        };
+        for (user, updates) in data.edit_shared(shared, text, Vec::new()) {
+            data.push(user, &updates);
+        }
+    }
+
+    /// Deletes message `id` of `owner`'s box for both sides.
+    pub fn delete_private(&self, owner: i64, id: i32) {
+        let mut data = self.inner.lock();
+        let Some(shared) = data.shared_of(owner, id) else {
+            return;
+        };
+        for (user, updates, _) in data.delete_shared(shared) {
+            data.push(user, &updates);
+        }
+    }
+
+    /// The messages of `account`'s private chat with `peer`, oldest first.
+    pub fn messages(&self, account: i64, peer: i64) -> Vec<SimMessage> {
+        let data = self.inner.lock();
+        let Some(mailbox) = data.boxes.get(&account) else {
+            return Vec::new();
+        };
+        mailbox
+            .messages
+            .iter()
+            .filter(|m| m.peer == peer)
+            .map(|m| SimMessage {
+                id: m.id,
+                from: m.from,
+                out: m.out,
+                text: m.text.clone(),
+                entities: m.entities.iter().map(describe_entity).collect(),
+                reply_to: m.reply_to,
+                edited: m.edit_date.is_some(),
+            })
+            .collect()
+    }
+
+    /// How many connections signed in as `user` are open.
+    pub fn connections(&self, user: i64) -> usize {
+        self.inner.lock().connections_of(user)
+    }
+
+    /// What each `initConnection` said, in order.
+    pub fn inits(&self) -> Vec<InitInfo> {
+        self.inner.lock().inits.clone()
+    }
+
+    /// Every API method called so far (`auth.signIn`, …), in order.
+    pub fn calls(&self) -> Vec<String> {
+        self.inner.lock().calls.clone()
+    }
+
+    /// Ends every session of `user`, as "Terminate session" in the Telegram app does: their
+    /// connections close and further calls get 401 SESSION_REVOKED.
+    pub fn revoke_sessions(&self, user: i64) {
+        self.inner.lock().revoke(user);
+    }
+
+    /// `user` changes their name; `to` (who has them as a contact) is told.
+    pub fn rename(&self, user: i64, first: &str, last: Option<&str>, to: i64) {
+        let mut data = self.inner.lock();
+        let Some(entry) = data.users.get_mut(&user) else {
+            return;
+        };
+        entry.first_name = first.to_owned();
+        entry.last_name = last.map(str::to_owned);
+        let update = tl::types::UpdateUserName {
+            user_id: user,
+            first_name: first.to_owned(),
+            last_name: last.unwrap_or_default().to_owned(),
+            usernames: Vec::new(),
+        };
+        let updates = tl::types::UpdateShort {
+            update: update.into(),
+            date: state::now(),
+        }
+        .into();
+        data.push(to, &updates);
+    }
+
+    /// `from` starts typing in their private chat with `to` (a push to `to`).
+    pub fn typing(&self, from: i64, to: i64) {
+        let data = self.inner.lock();
+        let update = tl::types::UpdateUserTyping {
+            user_id: from,
+            top_msg_id: None,
+            action: tl::types::SendMessageTypingAction {}.into(),
+        };
+        let updates = tl::types::UpdateShort {
+            update: update.into(),
+            date: state::now(),
+        }
+        .into();
+        data.push(to, &updates);
+    }
+
+    /// `reader` reads everything `owner` sent them: `owner` gets the read receipt.
+    pub fn read_private(&self, reader: i64, owner: i64) {
+        let mut data = self.inner.lock();
+        let Some(mailbox) = data.boxes.get_mut(&owner) else {
+            return;
+        };
+        let Some(max_id) = mailbox
+            .messages
+            .iter()
+            .filter(|m| m.peer == reader && m.out)
+            .map(|m| m.id)
+            .max()
+        else {
+            return;
+        };
+        mailbox.pts += 1;
+        let update = tl::types::UpdateReadHistoryOutbox {
+            peer: tl::types::PeerUser { user_id: reader }.into(),
+            max_id,
+            pts: mailbox.pts,
+            pts_count: 1,
+        };
+        let updates = tl::types::UpdateShort {
+            update: update.into(),
+            date: state::now(),
+        }
+        .into();
+        data.push(owner, &updates);
+    }
+
+    /// Whether `account` last said it was typing to `peer` (`None`: never said).
+    pub fn typing_of(&self, account: i64, peer: i64) -> Option<bool> {
+        self.inner.lock().typing.get(&(account, peer)).copied()
+    }
+
+    /// How far `account` read its private chat with `peer`.
+    pub fn read_up_to(&self, account: i64, peer: i64) -> Option<i32> {
+        self.inner.lock().read.get(&(account, peer)).copied()
+    }
+
+    /// Answers the next `times` calls of `method` (`messages.sendMessage`) with
+    /// 420 FLOOD_WAIT_`seconds`, as Telegram does to clients that send too fast.
+    pub fn flood_wait(&self, method: &str, seconds: u32, times: u32) {
+        self.inner
+            .lock()
+            .floods
+            .insert(method.to_owned(), (seconds, times));
+    }
+
+    /// The user the preset key is signed in as.
+    pub fn signed_in(&self) -> Option<i64> {
+        self.inner.lock().signed_in(&self.key)
+    }
+}
+
+/// An entity as `(kind, offset, length)` for tests.
+fn describe_entity(entity: &tl::enums::MessageEntity) -> (String, i32, i32) {
+    use tl::enums::MessageEntity as E;
+    match entity {
+        E::Bold(e) => ("bold".to_owned(), e.offset, e.length),
+        E::Italic(e) => ("italic".to_owned(), e.offset, e.length),
+        E::Underline(e) => ("underline".to_owned(), e.offset, e.length),
+        E::Strike(e) => ("strike".to_owned(), e.offset, e.length),
+        E::Code(e) => ("code".to_owned(), e.offset, e.length),
+        E::Pre(e) => (format!("pre:{}", e.language), e.offset, e.length),
+        E::TextUrl(e) => (format!("text_url:{}", e.url), e.offset, e.length),
+        E::Spoiler(e) => ("spoiler".to_owned(), e.offset, e.length),
+        other => (format!("{other:?}"), 0, 0),
+    }
+}
