@@ -25,6 +25,7 @@ pub mod procstat;
 mod synapse;
 pub mod testnet;
 pub mod wechaty;
+pub mod whatsapp_sim;
 
 use std::net::{Ipv4Addr, TcpListener};
 use std::time::Duration;

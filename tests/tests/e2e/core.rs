@@ -200,6 +200,7 @@ fn example_configs_in_configs_dir_are_in_sync() -> anyhow::Result<()> {
     let examples = [
         ("discord.yaml", example_config::<bridge_discord::connector::DiscordNetwork>()?),
         ("wechat.yaml", example_config::<bridge_wechat::WechatNetwork>()?),
+        ("whatsapp.yaml", example_config::<bridge_whatsapp::WhatsappNetwork>()?),
     ];
     for (file, generated) in examples {
         let path = dir.join(file);

@@ -10,3 +10,4 @@ mod harness;
 mod matrix;
 mod testnet;
 mod wechat;
+mod whatsapp;
