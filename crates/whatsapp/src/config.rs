@@ -20,7 +20,8 @@ pub struct WhatsappConfig {
     /// The name of the linked device, shown in the phone's list of linked devices.
     pub device_name: String,
     /// Warn the user in their management room when their phone has not been seen for this
-    /// many days (WhatsApp unlinks companions after about 14); 0 never warns.
+    /// many days (WhatsApp unlinks companions after about 14); 0 never warns. Not acted on
+    /// yet (stage 2 of the bridge watches the phone's activity).
     pub phone_offline_warning_days: u32,
     /// What to do when the phone unlinks the bridge (or WhatsApp logs the device out):
     /// `keep` the login, shown as logged out until the user links again, or `delete` it.

@@ -53,6 +53,7 @@ app_version: 2.3000.1026131876
 device_name: Matrix bridge
 # Warn users in their management room when their phone has not been online for this many
 # days: WhatsApp unlinks companion devices after about 14 days without the phone. 0: never.
+# (Read but not acted on yet: the warning comes with the bridge's next stage.)
 phone_offline_warning_days: 12
 # What to do when the phone unlinks the bridge (or WhatsApp logs the device out): `keep`
 # the login, marked as logged out until the user links again, or `delete` the device's keys

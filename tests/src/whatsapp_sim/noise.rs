@@ -65,12 +65,15 @@ pub(crate) enum Responder {
     },
 }
 
+/// After the ServerHello: the finished IK handshake, or the XX one awaiting the ClientFinish.
+pub(crate) type Answered = Result<(Hello, Ciphers), Responder>;
+
 /// Answers a ClientHello. For XX returns the ServerHello and the state awaiting the
 /// ClientFinish; for IK returns the ServerHello and the finished handshake.
 pub(crate) fn answer_hello(
     keys: &ServerKeys,
     hello: wa::handshake_message::ClientHello,
-) -> anyhow::Result<(Vec<u8>, Result<(Hello, Ciphers), Responder>)> {
+) -> anyhow::Result<(Vec<u8>, Answered)> {
     let client_ephemeral: [u8; 32] = hello
         .ephemeral
         .ok_or_else(|| anyhow!("no ephemeral key"))?

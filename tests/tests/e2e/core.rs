@@ -227,14 +227,18 @@ async fn the_run_script_starts_synapse_and_every_bridge() -> anyhow::Result<()> 
     let bins = tempfile::Builder::new().prefix("bridge-bins-").tempdir()?;
     std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_bridge-discord-e2e"), bins.path().join("bridge-discord"))?;
     std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_bridge-wechat-e2e"), bins.path().join("bridge-wechat"))?;
+    // The suite's WhatsApp bridge talks to nothing but a simulator (see bridge_whatsapp::config).
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_bridge-whatsapp-e2e"), bins.path().join("bridge-whatsapp"))?;
+    let whatsapp = bridge_tests::whatsapp_sim::WhatsappSim::start().await?;
     let mut command = tokio::process::Command::new(root.join("scripts/run"));
     command
         .current_dir(&root)
         .env("BRIDGE_RUN_CHECK", "1")
+        .env("WHATSAPP_BRIDGE__NETWORK__WEBSOCKET_URL", whatsapp.url())
         .env("BRIDGE_RUN_BIN_DIR", bins.path())
         .env("BRIDGE_RUN_DATA", data.path())
         .env("BRIDGE_RUN_PORT", bridge_tests::free_port()?.to_string())
-        // Two consecutive ports for the two bridges; a clash fails the check, not silently.
+        // Consecutive ports for the bridges; a clash fails the check, not silently.
         .env("BRIDGE_RUN_BRIDGE_PORT", first_bridge_port.to_string())
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true);
@@ -243,6 +247,7 @@ async fn the_run_script_starts_synapse_and_every_bridge() -> anyhow::Result<()> 
     assert!(output.status.success(), "scripts/run failed ({}):\n{stderr}", output.status);
     assert!(stderr.contains("check: bridge-discord is running"), "{stderr}");
     assert!(stderr.contains("check: bridge-wechat is running"), "{stderr}");
+    assert!(stderr.contains("check: bridge-whatsapp is running"), "{stderr}");
     assert!(stderr.contains("check passed"), "{stderr}");
     Ok(())
 }
