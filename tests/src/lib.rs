@@ -26,6 +26,7 @@ mod synapse;
 pub mod telegram_sim;
 pub mod testnet;
 pub mod wechaty;
+pub mod whatsapp_sim;
 
 use std::net::{Ipv4Addr, TcpListener};
 use std::time::Duration;

@@ -246,6 +246,7 @@ fn example_configs_in_configs_dir_are_in_sync() -> anyhow::Result<()> {
         ("discord.yaml", example_config::<bridge_discord::connector::DiscordNetwork>()?),
         ("wechat.yaml", example_config::<bridge_wechat::WechatNetwork>()?),
         ("telegram.yaml", example_config::<bridge_telegram::TelegramNetwork>()?),
+        ("whatsapp.yaml", example_config::<bridge_whatsapp::WhatsappNetwork>()?),
     ];
     for (file, generated) in examples {
         let path = dir.join(file);
@@ -273,10 +274,14 @@ async fn the_run_script_starts_synapse_and_every_bridge() -> anyhow::Result<()> 
     std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_bridge-discord-e2e"), bins.path().join("bridge-discord"))?;
     std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_bridge-wechat-e2e"), bins.path().join("bridge-wechat"))?;
     std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_bridge-telegram-e2e"), bins.path().join("bridge-telegram"))?;
+    // The suite's WhatsApp bridge talks to nothing but a simulator (see bridge_whatsapp::config).
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_bridge-whatsapp-e2e"), bins.path().join("bridge-whatsapp"))?;
+    let whatsapp = bridge_tests::whatsapp_sim::WhatsappSim::start().await?;
     let mut command = tokio::process::Command::new(root.join("scripts/run"));
     command
         .current_dir(&root)
         .env("BRIDGE_RUN_CHECK", "1")
+        .env("WHATSAPP_BRIDGE__NETWORK__WEBSOCKET_URL", whatsapp.url())
         .env("BRIDGE_RUN_BIN_DIR", bins.path())
         .env("BRIDGE_RUN_DATA", data.path())
         .env("BRIDGE_RUN_PORT", bridge_tests::free_port()?.to_string())
@@ -290,6 +295,7 @@ async fn the_run_script_starts_synapse_and_every_bridge() -> anyhow::Result<()> 
     assert!(stderr.contains("check: bridge-discord is running"), "{stderr}");
     assert!(stderr.contains("check: bridge-wechat is running"), "{stderr}");
     assert!(stderr.contains("check: bridge-telegram is running"), "{stderr}");
+    assert!(stderr.contains("check: bridge-whatsapp is running"), "{stderr}");
     assert!(stderr.contains("check passed"), "{stderr}");
     Ok(())
 }

@@ -13,3 +13,4 @@ mod matrix;
 mod portals;
 mod testnet;
 mod wechat;
+mod whatsapp;

@@ -25,8 +25,9 @@ enum Backend {
 }
 
 impl LoginStore {
-    /// The database-backed store of `login`.
-    pub(crate) fn database(store: Store, login: &LoginId) -> Self {
+    /// The database-backed store of `login` (the bridge builds it; public for networks'
+    /// storage conformance tests).
+    pub fn database(store: Store, login: &LoginId) -> Self {
         Self { prefix: namespace(login), backend: Backend::Database(store) }
     }
 
