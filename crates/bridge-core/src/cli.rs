@@ -130,7 +130,7 @@ where
     let result = match cli.command.clone().unwrap_or(Command::Run) {
         Command::GenerateConfig { force } => generate_config::<N>(&info, &cli.config, force, out),
         Command::GenerateRegistration { rotate } => {
-            generate_registration_command::<N>(&info, &cli.config, &cli.registration, rotate, out)
+            generate_registration_command::<N>(&info, &cli, rotate, out, err)
         }
         Command::CheckConfig => check_config::<N>(&info, &cli.config, out, err),
         Command::Run => run::<N>(&info, &cli, err),
@@ -201,7 +201,7 @@ fn generate_config<N: Network>(
     crate::config::write_file(path, &yaml)?;
     let _ = writeln!(
         out,
-        "wrote an example config to {}\nnext: set homeserver.address and homeserver.domain in it, then run generate-registration",
+        "wrote an example config to {}\nnext: edit homeserver.address, homeserver.domain, appservice.address, database.uri and bridge.permissions in it (replace every example.com), then run generate-registration",
         path.display()
     );
     Ok(())
@@ -209,11 +209,13 @@ fn generate_config<N: Network>(
 
 fn generate_registration_command<N: Network>(
     info: &NetworkInfo,
-    config: &Path,
-    registration: &Path,
+    cli: &Cli,
     rotate: bool,
     out: &mut dyn Write,
+    err: &mut dyn Write,
 ) -> Result<(), Failure> {
+    let (config, registration) = (&cli.config, &cli.registration);
+    refuse_placeholders(config, &Config::<N::Config>::load(config, info)?, err)?;
     let generated = generate_registration::<N::Config>(info, config, registration, rotate)?;
     if generated.tokens_changed {
         let _ = writeln!(out, "wrote new tokens to {}", config.display());
@@ -233,6 +235,7 @@ fn check_config<N: Network>(
     err: &mut dyn Write,
 ) -> Result<(), Failure> {
     let config = Config::<N::Config>::load(path, info)?;
+    refuse_placeholders(path, &config, err)?;
     if config.appservice.has_placeholder_tokens() {
         let _ = writeln!(
             err,
@@ -245,6 +248,7 @@ fn check_config<N: Network>(
 
 fn run<N: Network>(info: &NetworkInfo, cli: &Cli, err: &mut dyn Write) -> Result<(), Failure> {
     let config = Config::<N::Config>::load(&cli.config, info)?;
+    refuse_placeholders(&cli.config, &config, err)?;
     if config.appservice.has_placeholder_tokens() {
         return Err(Failure::config(format!(
             "{}: appservice.as_token and appservice.hs_token are not set yet; run `generate-registration` \
@@ -265,6 +269,37 @@ fn run<N: Network>(info: &NetworkInfo, cli: &Cli, err: &mut dyn Write) -> Result
     runtime
         .block_on(crate::bridge::run::<N>(config, path))
         .map_err(|e| Failure::runtime(format!("{e:#}")))
+}
+
+/// Refuses a config whose `homeserver.domain` is still the example's `example.com`, naming
+/// every key to edit; other keys left on `example.com` (a permission entry) get a warning.
+fn refuse_placeholders<N>(
+    path: &Path,
+    config: &Config<N>,
+    err: &mut dyn Write,
+) -> Result<(), Failure> {
+    let keys = crate::config::placeholder_keys(config);
+    let placeholder = crate::config::PLACEHOLDER_DOMAIN;
+    if keys.is_empty() {
+        return Ok(());
+    }
+    if !keys.iter().any(|key| key == "homeserver.domain") {
+        let _ = writeln!(
+            err,
+            "warning: {}: `{placeholder}` is still in {}; replace it with your server and users",
+            path.display(),
+            keys.join(", ")
+        );
+        return Ok(());
+    }
+    Err(Failure::config(format!(
+        "{}: the example's `{placeholder}` is still in {}\n hint: set homeserver.domain to your \
+         homeserver's server name (the part after `:` in user IDs) and bridge.permissions to your \
+         server and users; check homeserver.address and appservice.address too (how the \
+         homeserver and the bridge reach each other)",
+        path.display(),
+        keys.join(", ")
+    )))
 }
 
 /// A warning when the registration file next to the config has other tokens than the config.
@@ -408,6 +443,30 @@ mod tests {
         );
 
         assert_eq!(cli(dir.path(), &["generate-config"]).0, EXIT_OK);
+        // The example as written is refused until its example.com is replaced.
+        for args in [&["check-config"][..], &["run"], &["generate-registration"]] {
+            let (code, _, err) = cli(dir.path(), args);
+            assert_eq!(code, EXIT_CONFIG, "{args:?}: {err}");
+            assert!(
+                err.contains("`example.com` is still in homeserver.domain, \
+                     bridge.permissions.\"@admin:example.com\", bridge.permissions.\"example.com\""),
+                "{args:?}: {err}"
+            );
+        }
+        assert!(!dir.path().join("registration.yaml").exists());
+        // With the domain set, a permission entry left on example.com is only a warning.
+        let path = dir.path().join("config.yaml");
+        let text = std::fs::read_to_string(&path).expect("config");
+        let domain_only = text.replace("domain: \"example.com\"", "domain: \"matrix.test\"");
+        std::fs::write(&path, domain_only).expect("edit");
+        let (code, _, err) = cli(dir.path(), &["check-config"]);
+        assert_eq!(code, EXIT_OK, "{err}");
+        assert!(
+            err.contains("warning: ") && err.contains("bridge.permissions.\"example.com\"")
+                && !err.contains("homeserver.domain"),
+            "{err}"
+        );
+        edit_placeholders(dir.path());
         let (code, out, err) = cli(dir.path(), &["check-config"]);
         assert_eq!(code, EXIT_OK, "{err}");
         assert!(
@@ -426,6 +485,43 @@ mod tests {
         assert!(dir.path().join("registration.yaml").exists());
         let (code, _, err) = cli(dir.path(), &["check-config"]);
         assert_eq!((code, err.as_str()), (EXIT_OK, ""));
+    }
+
+    /// Replaces the example's example.com as an operator would.
+    fn edit_placeholders(dir: &Path) {
+        let path = dir.join("config.yaml");
+        let text = std::fs::read_to_string(&path).expect("config");
+        std::fs::write(&path, text.replace("example.com", "matrix.test")).expect("edit");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn files_with_tokens_are_written_for_their_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mode = |name: &str| {
+            std::fs::metadata(dir.path().join(name))
+                .expect("metadata")
+                .permissions()
+                .mode()
+                & 0o777
+        };
+        assert_eq!(cli(dir.path(), &["generate-config"]).0, EXIT_OK);
+        assert_eq!(mode("config.yaml"), 0o600);
+        // A config the operator made world-readable is narrowed when tokens are written in.
+        edit_placeholders(dir.path());
+        let config = dir.path().join("config.yaml");
+        std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        std::fs::write(dir.path().join("registration.yaml"), "old").expect("old registration");
+        std::fs::set_permissions(
+            dir.path().join("registration.yaml"),
+            std::fs::Permissions::from_mode(0o666),
+        )
+        .expect("chmod");
+        let (code, _, err) = cli(dir.path(), &["generate-registration"]);
+        assert_eq!(code, EXIT_OK, "{err}");
+        assert_eq!((mode("config.yaml"), mode("registration.yaml")), (0o600, 0o600));
+        assert!(std::fs::read_to_string(&config).expect("config").contains("as_token: "));
     }
 
     #[test]
@@ -447,6 +543,7 @@ mod tests {
     fn mismatched_registration_is_noticed() {
         let dir = tempfile::tempdir().expect("tempdir");
         assert_eq!(cli(dir.path(), &["generate-config"]).0, EXIT_OK);
+        edit_placeholders(dir.path());
         assert_eq!(cli(dir.path(), &["generate-registration"]).0, EXIT_OK);
         let config = Config::<TestNetConfig>::load(&dir.path().join("config.yaml"), &test_info())
             .expect("load");

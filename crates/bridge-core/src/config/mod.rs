@@ -13,6 +13,7 @@ mod env;
 mod error;
 mod example;
 pub use example::{check_network_section, example_config};
+pub use validate::{placeholder_keys, PLACEHOLDER_DOMAIN};
 pub mod registration;
 mod sections;
 mod validate;
@@ -253,12 +254,27 @@ fn parse_typed<T: serde::de::DeserializeOwned>(
     result.map_err(|e| Box::new((failed_at.unwrap_or_default(), e)))
 }
 
-/// Writes `text` to `path`, replacing it.
+/// Writes `text` to `path`, replacing it. Config and registration files hold tokens: on
+/// Unix the file is readable by its owner only (0600), also when it existed with a wider mode
+/// (the mode is narrowed before anything is written).
 pub(crate) fn write_file(path: &Path, text: &str) -> Result<(), ConfigError> {
-    std::fs::write(path, text).map_err(|source| ConfigError::Write {
+    use std::io::Write as _;
+    let failed = |source| ConfigError::Write {
         path: path.to_owned(),
         source,
-    })
+    };
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).map_err(failed)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(failed)?;
+    }
+    file.write_all(text.as_bytes()).map_err(failed)
 }
 
 /// The [`NetworkInfo`] whose defaults apply while a config is being deserialized.

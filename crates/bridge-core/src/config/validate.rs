@@ -182,6 +182,50 @@ pub(crate) fn check<N>(config: &Config<N>) -> Vec<Violation> {
     out
 }
 
+/// The server name the example config uses; a config that still contains it has not been
+/// edited for this homeserver yet.
+pub const PLACEHOLDER_DOMAIN: &str = "example.com";
+
+/// The keys of `config` that still hold the example's [`PLACEHOLDER_DOMAIN`], in file
+/// order: `homeserver.domain`, each `bridge.permissions` entry naming it, the public media
+/// address and double-puppet servers on it. `run`, `check-config` and
+/// `generate-registration` refuse such a config.
+pub fn placeholder_keys<N>(config: &Config<N>) -> Vec<String> {
+    let is_placeholder_host = |url: &Url| {
+        url.host_str().is_some_and(|host| {
+            host == PLACEHOLDER_DOMAIN || host.ends_with(&format!(".{PLACEHOLDER_DOMAIN}"))
+        })
+    };
+    let names_placeholder = |name: &str| {
+        name == PLACEHOLDER_DOMAIN || name.ends_with(&format!(":{PLACEHOLDER_DOMAIN}"))
+    };
+    let mut keys = Vec::new();
+    if config.homeserver.domain == PLACEHOLDER_DOMAIN {
+        keys.push("homeserver.domain".to_owned());
+    }
+    if let Some(url) = &config.appservice.public_media.public_address {
+        if is_placeholder_host(url) {
+            keys.push("appservice.public_media.public_address".to_owned());
+        }
+    }
+    for name in config.bridge.permissions.keys() {
+        if names_placeholder(name) {
+            keys.push(format!("bridge.permissions.\"{name}\""));
+        }
+    }
+    for server in config.bridge.double_puppet.servers.keys() {
+        if names_placeholder(server) {
+            keys.push(format!("bridge.double_puppet.servers.\"{server}\""));
+        }
+    }
+    for server in config.bridge.double_puppet.secrets.keys() {
+        if names_placeholder(server) {
+            keys.push(format!("bridge.double_puppet.secrets.\"{server}\""));
+        }
+    }
+    keys
+}
+
 const LOCALPART_HINT: &str = "use only a-z, 0-9 and . _ = - / +";
 
 fn check_localpart(localpart: &str) -> Result<(), String> {
@@ -216,6 +260,42 @@ mod tests {
     fn example_passes() {
         let config = Config::<TestNetConfig>::example(&test_info());
         assert_eq!(check(&config), vec![]);
+    }
+
+    #[test]
+    fn placeholder_keys_name_every_example_value_left() {
+        let mut config = Config::<TestNetConfig>::example(&test_info());
+        assert_eq!(
+            placeholder_keys(&config),
+            [
+                "homeserver.domain",
+                "bridge.permissions.\"@admin:example.com\"",
+                "bridge.permissions.\"example.com\"",
+            ]
+        );
+        config.homeserver.domain = "matrix.org".into();
+        config.bridge.permissions.remove("example.com");
+        config.appservice.public_media.public_address =
+            Some(Url::parse("https://bridge.example.com").expect("url"));
+        assert_eq!(
+            placeholder_keys(&config),
+            [
+                "appservice.public_media.public_address",
+                "bridge.permissions.\"@admin:example.com\"",
+            ]
+        );
+        // Names that merely end in the placeholder are someone's real domain.
+        config.appservice.public_media.public_address = None;
+        config.bridge.permissions.clear();
+        config
+            .bridge
+            .permissions
+            .insert("notexample.com".into(), crate::config::PermissionLevel::User);
+        config
+            .bridge
+            .permissions
+            .insert("@me:myexample.com".into(), crate::config::PermissionLevel::Admin);
+        assert_eq!(placeholder_keys(&config), Vec::<String>::new());
     }
 
     #[test]
