@@ -1,5 +1,6 @@
 //! The end-to-end suite: the bridges against a real Synapse (one binary, one module per area).
 
+mod container;
 mod core;
 mod discord;
 mod durability;
