@@ -435,6 +435,9 @@ fn html_to_wechat(html: &str) -> String {
     let mut out = String::new();
     let mut rest = html;
     let mut in_pill = false;
+    // Whether the open pill starts the message: clients write `<pill>: text` there, and
+    // WeChat's own mention separator takes the colon's place.
+    let mut leading = false;
     while let Some(start) = rest.find('<') {
         out.push_str(&unescape(&rest[..start]));
         let Some(end) = rest[start..].find('>') else {
@@ -446,6 +449,7 @@ fn html_to_wechat(html: &str) -> String {
         match name.to_ascii_lowercase().as_str() {
             "a" if !tag.starts_with('/') && tag.contains("https://matrix.to/#/@") => {
                 in_pill = true;
+                leading = out.trim().is_empty();
                 if !rest[start + end + 1..].starts_with('@') {
                     out.push('@');
                 }
@@ -453,6 +457,11 @@ fn html_to_wechat(html: &str) -> String {
             "a" if tag.starts_with('/') && in_pill => {
                 in_pill = false;
                 out.push(MENTION_SEPARATOR);
+                let after = &rest[start + end + 1..];
+                if let Some(text) = after.strip_prefix(':').filter(|_| leading) {
+                    rest = text.strip_prefix(' ').unwrap_or(text);
+                    continue;
+                }
             }
             "br" => out.push('\n'),
             "p" | "div" if tag.starts_with('/') => out.push('\n'),
@@ -635,7 +644,11 @@ mod tests {
     fn outgoing_pills_become_at_mentions() {
         let cases = [
             ("hi", None, false, "hi"),
-            ("张三: hi", Some("<a href=\"https://matrix.to/#/@wechat_z:hs\">张三</a>: hi &amp; bye"), true, "@张三\u{2005}: hi & bye"),
+            // A leading mention's colon (as clients write it) gives way to WeChat's separator.
+            ("张三: hi", Some("<a href=\"https://matrix.to/#/@wechat_z:hs\">张三</a>: hi &amp; bye"), true, "@张三\u{2005}hi & bye"),
+            ("x", Some("<a href=\"https://matrix.to/#/@wechat_z:hs\">张三</a>:hi"), true, "@张三\u{2005}hi"),
+            ("x", Some("see <a href=\"https://matrix.to/#/@wechat_z:hs\">张三</a>: hi"), true, "see @张三\u{2005}: hi"),
+            ("x", Some("<a href=\"https://matrix.to/#/@wechat_z:hs\">张三</a> hi"), true, "@张三\u{2005} hi"),
             ("x", Some("<b>bold</b> <a href=\"https://example.org\">link</a>"), true, "bold link"),
             ("x", Some("<p>a</p><p>b</p>"), true, "a\nb"),
         ];

@@ -91,12 +91,27 @@ impl QrLogin {
                 "the puppet is busy with another client (is this account already bridged?)".to_owned(),
             ),
             PuppetError::Unauthenticated if self.own.is_some() => NetworkError::BadInput(e.to_string()),
-            other => other.into(),
+            other => self.unreachable(other),
         })?;
-        puppet.start().await?;
+        puppet.start().await.map_err(|e| self.unreachable(e))?;
         self.puppet = Some(puppet);
         self.stream = Some(stream);
         self.next_step().await
+    }
+
+    /// `error` for the user: an unreachable service of the bridge's config is named with
+    /// its address and config key, so that they can tell the operator what to fix.
+    fn unreachable(&self, error: PuppetError) -> NetworkError {
+        match error {
+            PuppetError::Unavailable(detail) | PuppetError::Tls(detail) if self.own.is_none() => {
+                NetworkError::Remote(format!(
+                    "the WeChat service of this bridge ({}, network.endpoint in the bridge's config) \
+                     cannot be reached: {detail}; tell the bridge's operator",
+                    self.config.endpoint
+                ))
+            }
+            other => other.into(),
+        }
     }
 
     /// Reads events until one changes what the user should see.

@@ -160,6 +160,26 @@ fn text(chat: ChatRef, body: &str, html: Option<&str>, mentions: &[&str]) -> Out
     }
 }
 
+/// A login while the bridge's puppet service is down tells the user which address (and
+/// config key) cannot be reached, in words without the library's.
+#[tokio::test]
+async fn wechat_login_names_an_unreachable_endpoint() -> anyhow::Result<()> {
+    let endpoint = format!("http://127.0.0.1:{}", free_port()?);
+    let connector = WechatConnector::new(WechatConfig {
+        endpoint: endpoint.clone(),
+        call_timeout_secs: 5,
+        ..WechatConfig::default()
+    });
+    let mut process = connector.create_login("qr").await?;
+    let Err(error) = tokio::time::timeout(WAIT, process.start()).await? else {
+        anyhow::bail!("a login started without a puppet service");
+    };
+    let message = error.to_string();
+    assert!(message.contains(&endpoint) && message.contains("network.endpoint"), "{message}");
+    assert!(!message.contains("puppet"), "{message}");
+    Ok(())
+}
+
 #[tokio::test]
 async fn wechat_qr_login_completes_with_the_real_name() -> anyhow::Result<()> {
     let puppet = WechatyPuppet::start().await?;
