@@ -6,11 +6,13 @@
 
 use std::sync::{Arc, Mutex};
 
-use bridge_core::network::client::{DeleteHandler, EditHandler, PresenceHandler, ReactionHandler};
+use bridge_core::network::client::{
+    ChatStarter, DeleteHandler, EditHandler, PresenceHandler, ReactionHandler,
+};
 use bridge_core::network::events::{ChatInfo, ChatRef, LoginState, UserInfo};
 use bridge_core::network::{
     EmojiId, EventSender, LoginId, NetworkClient, NetworkError, OutgoingContent, OutgoingMessage,
-    RemoteEvent, RemoteMessageId, RemoteUserId, SentMessage,
+    RemoteChatId, RemoteEvent, RemoteMessageId, RemoteUserId, SentMessage,
 };
 use bytes::Bytes;
 use tokio::task::JoinHandle;
@@ -334,6 +336,20 @@ impl NetworkClient for WhatsappClient {
 
     fn presence(&self) -> Option<&dyn PresenceHandler> {
         Some(self)
+    }
+
+    fn chat_starter(&self) -> Option<&dyn ChatStarter> {
+        Some(self)
+    }
+}
+
+#[async_trait::async_trait]
+impl ChatStarter for WhatsappClient {
+    async fn resolve_identifier(
+        &self,
+        identifier: &str,
+    ) -> Result<(RemoteUserId, RemoteChatId), NetworkError> {
+        handle_matrix::resolve_phone(&self.shared, identifier).await
     }
 }
 

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use bridge_core::network::events::ChatRef;
 use bridge_core::network::{
-    NetworkError, OutgoingContent, OutgoingMessage, PartId, RemoteMessageId, SentMessage,
+    NetworkError, OutgoingContent, OutgoingMessage, PartId, RemoteChatId, RemoteMessageId,
+    RemoteUserId, SentMessage,
 };
 use wacore_binary::{Jid, JidExt as _};
 use whatsapp_rust::buffa::MessageField;
@@ -188,6 +189,32 @@ pub(crate) async fn set_typing(
     } else {
         timed(chatstate.send_paused(&to)).await
     }
+}
+
+/// The account behind a phone number typed for `start-chat`, and the DM with it; refused
+/// if the number is not on WhatsApp.
+pub(crate) async fn resolve_phone(
+    shared: &Shared,
+    identifier: &str,
+) -> Result<(RemoteUserId, RemoteChatId), NetworkError> {
+    let phone = ids::parse_phone(identifier).ok_or_else(|| {
+        NetworkError::BadInput(
+            "that is not a phone number in international format, like +15551234567".to_owned(),
+        )
+    })?;
+    let client = shared.client()?;
+    let jid = Jid::pn(phone.as_str());
+    let found = timed(client.contacts().is_on_whatsapp(std::slice::from_ref(&jid))).await?;
+    if !found
+        .iter()
+        .any(|r| r.is_registered && r.jid.user == jid.user)
+    {
+        return Err(NetworkError::NotFound(format!(
+            "{} on WhatsApp",
+            ids::display_phone(&phone)
+        )));
+    }
+    Ok((RemoteUserId(phone.clone()), RemoteChatId(phone)))
 }
 
 /// Marks a chat read up to a message.

@@ -5,14 +5,14 @@
 //! receipts and typing both ways; a message that could not be decrypted shown as a notice
 //! until WhatsApp's retry brings it; then a message sent while the bridge was killed
 //! arrives once after the restart (WhatsApp's offline queue, acknowledged only once
-//! bridged).
+//! bridged); `start-chat +number` opens a DM with someone who never wrote.
 
 use bridge_tests::whatsapp_sim::{Contact, WhatsappSim};
 use bridge_tests::{random_localpart, wait_until, TestUser};
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use super::synapse::{link, WhatsappBridge, BOT};
+use super::synapse::{command_answer, link, WhatsappBridge, BOT};
 use super::{random_phone, WAIT};
 use crate::env::{body, tail};
 use crate::messages::{event_id, wait_ephemeral, Syncer};
@@ -87,7 +87,11 @@ async fn scenario(sim: &WhatsappSim, bridge: &mut WhatsappBridge) -> anyhow::Res
         .await?;
     let ghost = format!("@whatsapp_{bob}:test.localhost");
     let hello = user
-        .wait_for_event(&portal, |e| e["sender"] == ghost.as_str(), WAIT)
+        .wait_for_event(
+            &portal,
+            |e| e["sender"] == ghost.as_str() && e["type"] == "m.room.message",
+            WAIT,
+        )
         .await?;
     assert_eq!(body(&hello), "Hello *Alice*, _this_ is ~not~ `code`");
     assert_eq!(
@@ -286,6 +290,31 @@ async fn scenario(sim: &WhatsappSim, bridge: &mut WhatsappBridge) -> anyhow::Res
 
     restart(sim, bridge, &user, &portal, &contact, &alice).await?;
     contact.stop().await;
+
+    // `start-chat +number`: a DM portal with someone who never wrote; a number that is not
+    // on WhatsApp is refused.
+    let carol_phone = random_phone();
+    let carol = sim.contact(&carol_phone, "Carol", WAIT).await?;
+    let started = command_answer(
+        &user,
+        &management,
+        &format!("start-chat +{carol_phone}"),
+        "chat with",
+    )
+    .await?;
+    assert!(body(&started).contains("Your chat with"), "{started}");
+    let with_carol = user
+        .wait_for_bridged_room(&format!("whatsapp://{alice}/{carol_phone}"), WAIT)
+        .await?;
+    user.send_text(&with_carol, "hi Carol").await?;
+    received_id(&carol, "hi Carol").await?;
+    let refused =
+        command_answer(&user, &management, "start-chat +19990000001", "chat with").await?;
+    assert!(
+        body(&refused).contains("Could not start a chat") && body(&refused).contains("not found"),
+        "{refused}"
+    );
+    carol.stop().await;
     Ok(())
 }
 

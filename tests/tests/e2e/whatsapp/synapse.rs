@@ -143,7 +143,7 @@ pub(super) async fn wait_state(user: &TestUser, room: &str, state: &str) -> anyh
 }
 
 /// Sends `command` and returns the bot's first answer after it that contains `marker`.
-async fn command_answer(
+pub(super) async fn command_answer(
     user: &TestUser,
     room: &str,
     command: &str,
