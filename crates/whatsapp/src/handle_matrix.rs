@@ -71,7 +71,6 @@ fn key_of(shared: &Shared, chat: &Jid, message: &MessageRef) -> wa::MessageKey {
         from_me: Some(message.sender == shared.login.as_str()),
         id: Some(message.id.clone()),
         participant: chat.is_group().then(|| message.sender_jid().to_string()),
-        ..Default::default()
     }
 }
 
