@@ -1,25 +1,30 @@
 //! [`WhatsappClient`]: one login's linked device. It builds a whatsapp-rust [`Bot`] over the
-//! login's [`DeviceStore`], runs it (whatsapp-rust reconnects by itself, with backoff) and
-//! turns its connection events into login states ([`crate::handle_remote`]). Messages come
-//! with stage 2 of the WhatsApp work; until then sending says so.
+//! login's [`DeviceStore`], runs it (whatsapp-rust reconnects by itself, with backoff),
+//! hands what arrives to [`crate::handle_remote`] and what Matrix users send to
+//! [`crate::handle_matrix`]. Contacts' push names are kept in the login's store
+//! (`contact/<phone>`) and name their ghosts.
 
 use std::sync::{Arc, Mutex};
 
+use bridge_core::network::client::{
+    ChatStarter, DeleteHandler, EditHandler, PresenceHandler, ReactionHandler,
+};
 use bridge_core::network::events::{ChatInfo, ChatRef, LoginState, UserInfo};
 use bridge_core::network::{
-    EventSender, LoginId, NetworkClient, NetworkError, OutgoingMessage, RemoteEvent, RemoteUserId,
-    SentMessage,
+    EmojiId, EventSender, LoginId, NetworkClient, NetworkError, OutgoingContent, OutgoingMessage,
+    RemoteChatId, RemoteEvent, RemoteMessageId, RemoteUserId, SentMessage,
 };
 use bytes::Bytes;
 use tokio::task::JoinHandle;
 use whatsapp_rust::bot::{Bot, BotHandle};
 use whatsapp_rust::pair_code::PairCodeOptions;
 use whatsapp_rust::types::events::{Event, EventHandler};
+use whatsapp_rust::Client;
 use whatsapp_rust_tokio_transport::TokioWebSocketTransportFactory;
 
 use crate::config::{PhoneLogout, WhatsappConfig};
 use crate::device_store::DeviceStore;
-use crate::handle_remote;
+use crate::{handle_matrix, handle_remote, ids};
 
 /// Hands whatsapp-rust's events to a task, in the order they were dispatched.
 struct Forward(tokio::sync::mpsc::UnboundedSender<Arc<Event>>);
@@ -31,13 +36,31 @@ impl EventHandler for Forward {
     }
 }
 
+/// What a bot is built with beyond the config and its store.
+#[derive(Default)]
+pub struct BotOptions {
+    /// Ask for a pairing code for a phone number as soon as it connects.
+    pub(crate) pair_code: Option<PairCodeOptions>,
+    /// The push name a new device starts with.
+    pub(crate) push_name: Option<String>,
+    /// Acknowledge messages only once this hook has them (see [`handle_remote`]).
+    pub(crate) durable: Option<handle_remote::Durable>,
+}
+
+impl BotOptions {
+    /// A new device that starts with the push name `name`.
+    pub fn with_push_name(mut self, name: &str) -> Self {
+        self.push_name = Some(name.to_owned());
+        self
+    }
+}
+
 /// Builds a bot for `store` as the config says; its events arrive on the returned channel
-/// in the order whatsapp-rust dispatched them. `pair_code` asks for a pairing code for a
-/// phone number as soon as it connects.
-pub(crate) async fn build_bot(
+/// in the order whatsapp-rust dispatched them.
+pub async fn build_bot(
     config: &WhatsappConfig,
     store: DeviceStore,
-    pair_code: Option<PairCodeOptions>,
+    options: BotOptions,
 ) -> Result<(Bot, tokio::sync::mpsc::UnboundedReceiver<Arc<Event>>), NetworkError> {
     let simulator = config
         .validate()
@@ -62,8 +85,14 @@ pub(crate) async fn build_bot(
     {
         builder = builder.with_version(version);
     }
-    if let Some(options) = pair_code {
-        builder = builder.with_pair_code(options);
+    if let Some(pair_code) = options.pair_code {
+        builder = builder.with_pair_code(pair_code);
+    }
+    if let Some(name) = options.push_name {
+        builder = builder.with_push_name(name);
+    }
+    if let Some(hook) = options.durable {
+        builder = builder.with_inbound_durability_hook(hook);
     }
     let bot = builder
         .build()
@@ -96,6 +125,8 @@ pub(crate) struct Shared {
     pub(crate) store: DeviceStore,
     /// The connection state.
     state: Mutex<LoginState>,
+    /// The running whatsapp-rust client.
+    client: Mutex<Option<Arc<Client>>>,
 }
 
 impl Shared {
@@ -108,6 +139,47 @@ impl Shared {
             changed
         };
         !changed || self.events.send(RemoteEvent::StateChanged(state)).await
+    }
+
+    /// The running whatsapp-rust client, to send with.
+    pub(crate) fn client(&self) -> Result<Arc<Client>, NetworkError> {
+        self.client
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or(NetworkError::NotLoggedIn)
+    }
+
+    /// The push name of account `phone`, if one was seen.
+    pub(crate) async fn push_name(&self, phone: &str) -> Option<String> {
+        let key = format!("contact/{phone}");
+        self.events.store().get(&key).await.ok().flatten()
+    }
+
+    /// Remembers the push name a message came with; a change of a known name is the
+    /// event that renames the ghost.
+    pub(crate) async fn learn_push_name(
+        &self,
+        sender: &wacore_binary::Jid,
+        name: &str,
+    ) -> Option<RemoteEvent> {
+        let name = name.trim();
+        let phone = sender.user.as_str();
+        if name.is_empty() || phone == self.login.as_str() {
+            return None;
+        }
+        let known = self.push_name(phone).await;
+        if known.as_deref() == Some(name) {
+            return None;
+        }
+        let key = format!("contact/{phone}");
+        if let Err(error) = self.events.store().set(&key, &name).await {
+            tracing::warn!(login = %self.login, %error, "could not keep a push name");
+        }
+        known.map(|_| RemoteEvent::UserInfoChanged {
+            user: ids::user_id(sender),
+            info: handle_remote::user_info(phone, Some(name.to_owned())),
+        })
     }
 
     /// The phone unlinked this device (or WhatsApp logged it out): reported, and the
@@ -139,6 +211,7 @@ impl WhatsappClient {
             config,
             store,
             state: Mutex::new(LoginState::Connecting),
+            client: Mutex::new(None),
         };
         Self {
             shared: Arc::new(shared),
@@ -150,7 +223,13 @@ impl WhatsappClient {
         if !self.shared.store.has_device().await? {
             return Err(NetworkError::NotLoggedIn);
         }
-        let (bot, events) = build_bot(&self.shared.config, self.shared.store.clone(), None).await?;
+        let options = BotOptions {
+            durable: Some(handle_remote::Durable(self.shared.clone())),
+            ..BotOptions::default()
+        };
+        let (bot, events) =
+            build_bot(&self.shared.config, self.shared.store.clone(), options).await?;
+        *self.shared.client.lock().unwrap_or_else(|p| p.into_inner()) = Some(bot.client());
         let handle = bot.spawn();
         let task = tokio::spawn(handle_remote::run(self.shared.clone(), events));
         *self.running.lock().await = Some(Running {
@@ -181,6 +260,11 @@ impl NetworkClient for WhatsappClient {
 
     async fn disconnect(&self) {
         let running = self.running.lock().await.take();
+        self.shared
+            .client
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
         if let Some(running) = running {
             // Flushes the device's state to the store before returning.
             running.bot.shutdown().await;
@@ -196,24 +280,27 @@ impl NetworkClient for WhatsappClient {
             .clone()
     }
 
-    async fn send_message(&self, _message: OutgoingMessage) -> Result<SentMessage, NetworkError> {
-        Err(NetworkError::Unsupported(
-            "sending WhatsApp messages (coming with the next stage of the bridge)".to_owned(),
-        ))
+    async fn send_message(&self, message: OutgoingMessage) -> Result<SentMessage, NetworkError> {
+        handle_matrix::send_message(&self.shared, message).await
     }
 
     async fn chat_info(&self, chat: &ChatRef) -> Result<ChatInfo, NetworkError> {
+        let is_direct = ids::is_direct(&chat.id);
+        let name = if is_direct {
+            self.shared.push_name(chat.id.as_str()).await
+        } else {
+            None
+        };
         Ok(ChatInfo {
-            is_direct: !chat.id.as_str().contains('-'),
+            name,
+            is_direct,
             ..ChatInfo::default()
         })
     }
 
     async fn user_info(&self, user: &RemoteUserId) -> Result<UserInfo, NetworkError> {
-        Ok(UserInfo {
-            name: Some(format!("+{}", user.as_str())),
-            ..UserInfo::default()
-        })
+        let name = self.shared.push_name(user.as_str()).await;
+        Ok(handle_remote::user_info(user.as_str(), name))
     }
 
     async fn download_media(&self, _source: &str) -> Result<(Bytes, Option<String>), NetworkError> {
@@ -233,5 +320,95 @@ impl NetworkClient for WhatsappClient {
         self.shared.store.clear().await?;
         self.shared.report(LoginState::LoggedOut).await;
         Ok(())
+    }
+
+    fn edits(&self) -> Option<&dyn EditHandler> {
+        Some(self)
+    }
+
+    fn deletions(&self) -> Option<&dyn DeleteHandler> {
+        Some(self)
+    }
+
+    fn reactions(&self) -> Option<&dyn ReactionHandler> {
+        Some(self)
+    }
+
+    fn presence(&self) -> Option<&dyn PresenceHandler> {
+        Some(self)
+    }
+
+    fn chat_starter(&self) -> Option<&dyn ChatStarter> {
+        Some(self)
+    }
+}
+
+#[async_trait::async_trait]
+impl ChatStarter for WhatsappClient {
+    async fn resolve_identifier(
+        &self,
+        identifier: &str,
+    ) -> Result<(RemoteUserId, RemoteChatId), NetworkError> {
+        handle_matrix::resolve_phone(&self.shared, identifier).await
+    }
+}
+
+#[async_trait::async_trait]
+impl EditHandler for WhatsappClient {
+    async fn edit_message(
+        &self,
+        chat: &ChatRef,
+        id: &RemoteMessageId,
+        content: OutgoingContent,
+    ) -> Result<(), NetworkError> {
+        handle_matrix::edit_message(&self.shared, chat, id, content).await
+    }
+}
+
+#[async_trait::async_trait]
+impl DeleteHandler for WhatsappClient {
+    async fn delete_message(
+        &self,
+        chat: &ChatRef,
+        id: &RemoteMessageId,
+    ) -> Result<(), NetworkError> {
+        handle_matrix::delete_message(&self.shared, chat, id).await
+    }
+}
+
+#[async_trait::async_trait]
+impl ReactionHandler for WhatsappClient {
+    fn emoji_id(&self, key: &str) -> Option<EmojiId> {
+        // WhatsApp reacts with any single emoji; a Matrix key that is not text is refused.
+        (!key.is_empty() && !key.starts_with("mxc://")).then(|| EmojiId(key.to_owned()))
+    }
+
+    async fn add_reaction(
+        &self,
+        chat: &ChatRef,
+        target: &RemoteMessageId,
+        emoji: &EmojiId,
+    ) -> Result<(), NetworkError> {
+        handle_matrix::react(&self.shared, chat, target, emoji.as_str()).await
+    }
+
+    async fn remove_reaction(
+        &self,
+        chat: &ChatRef,
+        target: &RemoteMessageId,
+        _emoji: &EmojiId,
+    ) -> Result<(), NetworkError> {
+        handle_matrix::react(&self.shared, chat, target, "").await
+    }
+}
+
+#[async_trait::async_trait]
+impl PresenceHandler for WhatsappClient {
+    async fn set_typing(&self, chat: &ChatRef, typing: bool) -> Result<(), NetworkError> {
+        handle_matrix::set_typing(&self.shared, chat, typing).await
+    }
+
+    async fn mark_read(&self, chat: &ChatRef, up_to: &RemoteMessageId) -> Result<(), NetworkError> {
+        handle_matrix::mark_read(&self.shared, chat, up_to).await
     }
 }

@@ -4,9 +4,11 @@
 //! bridge's own database (SQLite or PostgreSQL) and a restart reconnects without pairing.
 //!
 //! Each record is one JSON value under a key of its own (`session/<address>`,
-//! `prekey/<id>`, …; bytes as base64). What only matters within one run (base keys of
-//! retried messages, sent messages kept for retries, buffered inbound messages, message
-//! secrets, group metadata) stays in whatsapp-rust's in-memory backend.
+//! `prekey/<id>`, …; bytes as base64), and so are decrypted messages not yet bridged
+//! (`inbound/<chat>/<sender>/<id>`, whatsapp-rust's pending-inbound buffer: a message
+//! WhatsApp redelivers after a crash is replayed from it). What only matters within one
+//! run (base keys of retried messages, sent messages kept for retries, message secrets,
+//! group metadata) stays in whatsapp-rust's in-memory backend.
 //!
 //! During pairing there is no login yet: the store then lives in memory
 //! ([`DeviceStore::in_memory`]) and is handed over whole as the login's seed
@@ -25,8 +27,7 @@ use wacore::appstate::processor::AppStateMutationMAC;
 use wacore::store::error::{Result, StoreError};
 use wacore::store::traits::{
     AppStateSyncKey, AppSyncStore, DeviceListRecord, DeviceStore as WaDeviceStore,
-    LidPnMappingEntry, MsgSecretEntry, MsgSecretStore, PendingInboundKey, PendingInboundRow,
-    ProtocolStore, SignalStore, TcTokenEntry,
+    LidPnMappingEntry, MsgSecretEntry, MsgSecretStore, ProtocolStore, SignalStore, TcTokenEntry,
 };
 use wacore::store::{Device, InMemoryBackend};
 
@@ -536,9 +537,11 @@ impl ProtocolStore for DeviceStore {
         id: &str,
         message: &[u8],
     ) -> Result<()> {
-        self.volatile
-            .store_pending_inbound(chat, sender, id, message)
-            .await
+        let row = Inbound {
+            message: encode(message),
+            at: crate::handle_remote::now_ms() / 1000,
+        };
+        self.set(&inbound_key(chat, sender, id), &row).await
     }
 
     async fn get_pending_inbound(
@@ -547,26 +550,40 @@ impl ProtocolStore for DeviceStore {
         sender: &str,
         id: &str,
     ) -> Result<Option<Vec<u8>>> {
-        self.volatile.get_pending_inbound(chat, sender, id).await
+        self.get::<Inbound>(&inbound_key(chat, sender, id))
+            .await?
+            .map(|row| decode(&row.message))
+            .transpose()
     }
 
     async fn delete_pending_inbound(&self, chat: &str, sender: &str, id: &str) -> Result<()> {
-        self.volatile.delete_pending_inbound(chat, sender, id).await
+        self.delete(&inbound_key(chat, sender, id)).await
     }
 
     async fn delete_expired_pending_inbound(&self, cutoff_timestamp: i64) -> Result<u32> {
-        self.volatile
-            .delete_expired_pending_inbound(cutoff_timestamp)
-            .await
+        let mut deleted = 0;
+        for (key, row) in self.list::<Inbound>("inbound/").await? {
+            if row.at < cutoff_timestamp {
+                self.delete(&format!("inbound/{key}")).await?;
+                deleted += 1;
+            }
+        }
+        Ok(deleted)
     }
+}
 
-    async fn store_pending_inbound_batch(&self, rows: &[PendingInboundRow<'_>]) -> Result<()> {
-        self.volatile.store_pending_inbound_batch(rows).await
-    }
+/// A decrypted message kept until the bridge applied it (whatsapp-rust's durability
+/// hook), so that WhatsApp's redelivery after a crash can be replayed.
+#[derive(Serialize, Deserialize)]
+struct Inbound {
+    /// The encoded message, base64.
+    message: String,
+    /// When it was kept (seconds since the epoch).
+    at: i64,
+}
 
-    async fn delete_pending_inbound_batch(&self, keys: &[PendingInboundKey<'_>]) -> Result<()> {
-        self.volatile.delete_pending_inbound_batch(keys).await
-    }
+fn inbound_key(chat: &str, sender: &str, id: &str) -> String {
+    format!("inbound/{chat}/{sender}/{id}")
 }
 
 #[async_trait]

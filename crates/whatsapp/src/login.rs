@@ -16,7 +16,7 @@ use whatsapp_rust::bot::BotHandle;
 use whatsapp_rust::pair_code::PairCodeOptions;
 use whatsapp_rust::types::events::Event;
 
-use crate::client::build_bot;
+use crate::client::{build_bot, BotOptions};
 use crate::config::WhatsappConfig;
 use crate::device_store::DeviceStore;
 use crate::ids;
@@ -82,7 +82,11 @@ impl PairLogin {
             phone_number,
             ..PairCodeOptions::default()
         });
-        let (bot, events) = build_bot(&self.config, self.store.clone(), pair_code).await?;
+        let options = BotOptions {
+            pair_code,
+            ..BotOptions::default()
+        };
+        let (bot, events) = build_bot(&self.config, self.store.clone(), options).await?;
         self.bot = Some(bot.spawn());
         self.events = Some(events);
         self.next_step().await

@@ -158,6 +158,20 @@ fn handle(inner: &Arc<Inner>, connection: u64, stanza: &NodeRef<'_>) -> Vec<Node
             }
             answer_iq(inner, connection, stanza)
         }
+        "message" => inner.route_message(connection, stanza),
+        "receipt" => inner.route_receipt(connection, stanza),
+        "ack" => {
+            inner.client_ack(connection, stanza);
+            Vec::new()
+        }
+        "chatstate" => {
+            inner.route_chatstate(connection, stanza);
+            Vec::new()
+        }
+        "presence" => {
+            inner.presence(connection, stanza);
+            Vec::new()
+        }
         _ => Vec::new(),
     }
 }
@@ -267,12 +281,21 @@ fn answer_iq(inner: &Arc<Inner>, connection: u64, iq: &NodeRef<'_>) -> Vec<Node>
                 .build()])]
         }
         ("passive", "active") => {
-            // Going active: nothing was queued while the device was away.
-            let offline = NodeBuilder::new("ib")
-                .children([node("offline", &[("count", "0".to_owned())]).build()])
-                .build();
-            vec![result(Vec::new()), offline]
+            // Going active: what was queued while the device was away follows.
+            let mut answers = vec![result(Vec::new())];
+            answers.extend(inner.go_active(connection));
+            answers
         }
+        ("encrypt", "registration") => {
+            inner.upload_keys(connection, iq);
+            vec![result(Vec::new())]
+        }
+        ("encrypt", "count") => {
+            let count = inner.prekey_count(connection).to_string();
+            vec![result(vec![node("count", &[("value", count)]).build()])]
+        }
+        ("encrypt", "key") => vec![result(vec![inner.fetch_bundles(iq)])],
+        ("usync", "usync") => vec![result(vec![inner.usync(iq)])],
         ("md", "link_code_companion_reg") => link_code(inner, connection, iq, result),
         ("md", "remove-companion-device") => {
             inner.device_unlinked_itself(connection);

@@ -1,4 +1,4 @@
-//! The WhatsApp simulator, stage 1: WhatsApp's chat server (`/ws/chat`) on 127.0.0.1, so
+//! The WhatsApp simulator: WhatsApp's chat server (`/ws/chat`) on 127.0.0.1, so
 //! the real whatsapp-rust client of `bridge-whatsapp` links and logs in against it.
 //!
 //! What it speaks: the WebSocket with WhatsApp's frames, the Noise handshake as responder
@@ -8,7 +8,7 @@
 //! `pair-success` signed by a simulated phone, the client's `pair-device-sign`, stream
 //! error 515, and the login after it with `<success>`), answers to the IQs a client sends
 //! after login (app state for the critical collections — a 404 there would block
-//! `Connected` — going active with an empty offline queue, keep-alive pings, and an empty
+//! `Connected` — going active, keep-alive pings, and an empty
 //! result for anything else), and the phone unlinking a device (a `device_removed` conflict
 //! or a 401 stream error; the device is refused afterwards).
 //!
@@ -19,10 +19,17 @@
 //! Tests drive it as the phone: [`WhatsappSim::scan`] reads a QR code the bridge showed,
 //! [`WhatsappSim::refresh_qr`] rotates the references, [`WhatsappSim::unlink`] logs the
 //! device out; [`WhatsappSim::logins`] and friends say what happened.
+//!
+//! Stage 2, messages ([`relay`]): devices publish prekeys and fetch each other's bundles,
+//! usync answers device lists, and `<message>` stanzas are routed device by device with
+//! acks, receipts, chat states and an offline queue. [`WhatsappSim::contact`] links a
+//! second real whatsapp-rust client ([`Contact`]) that tests drive as the other person.
 
 mod conn;
+mod contact;
 mod noise;
 mod phone;
+mod relay;
 mod state;
 
 use std::net::Ipv4Addr;
@@ -33,7 +40,9 @@ use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
 use whatsapp_rust::wacore_binary::builder::NodeBuilder;
 
+pub use contact::{Contact, ReceiptSeen, Received};
 pub use phone::{parse_qr, read_qr_png, Qr};
+pub use relay::Relayed;
 use state::Inner;
 pub use state::Login;
 
@@ -186,6 +195,51 @@ impl WhatsappSim {
     /// The device numbers of account `phone` that are linked (not unlinked).
     pub fn linked_devices(&self, phone: &str) -> Vec<u32> {
         self.inner.linked(phone)
+    }
+
+    /// Links a contact: a second whatsapp-rust client as a new device of account `phone`,
+    /// whose push name is `name`; returns once it is connected.
+    pub async fn contact(
+        &self,
+        phone: &str,
+        name: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<Contact> {
+        Contact::link(self, phone, name, timeout).await
+    }
+
+    /// Sets the push name WhatsApp shows for account `phone` (as the account's own
+    /// `<presence name>` does).
+    pub fn set_push_name(&self, phone: &str, name: &str) {
+        self.inner.set_push_name(phone, name);
+    }
+
+    /// Damages the next `count` messages to account `phone`'s devices on the way, so they
+    /// cannot decrypt them (their retry receipts ask the sender again).
+    pub fn corrupt_next(&self, phone: &str, count: usize) {
+        self.inner.corrupt_next(phone, count);
+    }
+
+    /// Retry receipts seen so far: (the account that could not decrypt, the message ID).
+    pub fn retries(&self) -> Vec<(String, String)> {
+        self.inner.retries()
+    }
+
+    /// The devices of account `phone` that published their Signal keys (others can only
+    /// write to those).
+    pub fn devices_with_keys(&self, phone: &str) -> Vec<u32> {
+        self.inner.devices_with_keys(phone)
+    }
+
+    /// Every message the simulator relayed, oldest first.
+    pub fn relayed(&self) -> Vec<Relayed> {
+        self.inner.relayed()
+    }
+
+    /// How many messages wait in the queues of account `phone`'s devices (not yet
+    /// acknowledged by them).
+    pub fn queued(&self, phone: &str) -> usize {
+        self.inner.queued(phone)
     }
 
     /// Every IQ clients sent, as `(xmlns, first child's tag)`.

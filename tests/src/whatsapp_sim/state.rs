@@ -13,6 +13,7 @@ use whatsapp_rust::wacore_binary::{Node, NodeRef};
 use super::conn::{node, SERVER};
 use super::noise::{Hello, ServerKeys};
 use super::phone::{CodeLink, Phone, Qr};
+use super::relay::{Address, Relay};
 
 /// What a connection's task is told to do.
 pub(crate) enum Out {
@@ -72,10 +73,23 @@ struct CodePairing {
 struct Connection {
     tx: mpsc::UnboundedSender<Out>,
     device: Option<[u8; 32]>,
+    /// Whether the device went active (`passive`/`active`): messages flow to it live.
+    active: bool,
+}
+
+impl Connection {
+    /// A connection of the device with Noise key `device` (`None`: not logged in).
+    fn new(tx: mpsc::UnboundedSender<Out>, device: Option<[u8; 32]>) -> Self {
+        Self {
+            tx,
+            device,
+            active: false,
+        }
+    }
 }
 
 #[derive(Default)]
-struct State {
+pub(super) struct State {
     accounts: HashMap<String, Account>,
     devices: HashMap<[u8; 32], Device>,
     pairings: Vec<Pairing>,
@@ -84,6 +98,54 @@ struct State {
     logins: Vec<Login>,
     iqs: Vec<(String, String)>,
     failures: usize,
+    /// Keys, queues and names of the message relay.
+    pub(super) relay: Relay,
+}
+
+impl State {
+    /// The device logged in on `connection`.
+    pub(super) fn address(&self, connection: u64) -> Option<Address> {
+        let key = self.connections.get(&connection)?.device?;
+        let device = self.devices.get(&key)?;
+        Some(Address::new(&device.phone, device.number))
+    }
+
+    /// The linked devices of account `phone`, by number.
+    pub(super) fn linked_numbers(&self, phone: &str) -> Vec<u32> {
+        let mut numbers: Vec<u32> = self
+            .devices
+            .values()
+            .filter(|d| d.phone == phone && !d.removed)
+            .map(|d| d.number)
+            .collect();
+        numbers.sort_unstable();
+        numbers
+    }
+
+    /// Whether account `phone` exists.
+    pub(super) fn has_account(&self, phone: &str) -> bool {
+        self.accounts.contains_key(phone)
+    }
+
+    /// Sends `stanza` to every active connection of the device at `to`; returns how many.
+    pub(super) fn deliver(&self, to: &Address, stanza: &Node) -> usize {
+        let mut sent = 0;
+        for conn in self.connections.values().filter(|c| c.active) {
+            let at = conn.device.and_then(|k| self.devices.get(&k));
+            if at.is_some_and(|d| d.phone == to.phone && d.number == u32::from(to.device)) {
+                let _ = conn.tx.send(Out::Stanza(stanza.clone()));
+                sent += 1;
+            }
+        }
+        sent
+    }
+
+    /// Marks `connection` active (its device then gets messages live).
+    pub(super) fn set_active(&mut self, connection: u64) {
+        if let Some(conn) = self.connections.get_mut(&connection) {
+            conn.active = true;
+        }
+    }
 }
 
 /// Shared by the simulator handle and its connections.
@@ -99,7 +161,7 @@ fn random_refs() -> Vec<String> {
         .collect()
 }
 
-fn now_secs() -> String {
+pub(super) fn now_secs() -> String {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -187,7 +249,7 @@ impl Inner {
         }
     }
 
-    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+    pub(super) fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -222,9 +284,7 @@ impl Inner {
                 if known.is_none() {
                     state.failures += 1;
                     let _ = tx.send(Out::Close);
-                    state
-                        .connections
-                        .insert(id, Connection { tx, device: None });
+                    state.connections.insert(id, Connection::new(tx, None));
                     return Ok(vec![node(
                         "failure",
                         &[("reason", "401".to_owned()), ("location", "frc".to_owned())],
@@ -241,13 +301,9 @@ impl Inner {
                     device: number,
                     ik,
                 });
-                state.connections.insert(
-                    id,
-                    Connection {
-                        tx,
-                        device: Some(hello.client_static),
-                    },
-                );
+                state
+                    .connections
+                    .insert(id, Connection::new(tx, Some(hello.client_static)));
                 vec![node(
                     "success",
                     &[
@@ -271,9 +327,7 @@ impl Inner {
                     offered: None,
                     done: false,
                 });
-                state
-                    .connections
-                    .insert(id, Connection { tx, device: None });
+                state.connections.insert(id, Connection::new(tx, None));
                 vec![stanza]
             }
         };
@@ -532,14 +586,6 @@ impl Inner {
     }
 
     pub(crate) fn linked(&self, phone: &str) -> Vec<u32> {
-        let state = self.state();
-        let mut numbers: Vec<u32> = state
-            .devices
-            .values()
-            .filter(|d| d.phone == phone && !d.removed)
-            .map(|d| d.number)
-            .collect();
-        numbers.sort_unstable();
-        numbers
+        self.state().linked_numbers(phone)
     }
 }

@@ -144,6 +144,24 @@ async fn load(
     Ok((client, events))
 }
 
+/// A device of account `phone` linked by QR code, loaded over a fresh store and connected.
+async fn connected(
+    sim: &WhatsappSim,
+    connector: &WhatsappConnector,
+    phone: &str,
+) -> anyhow::Result<(
+    CompletedLogin,
+    LoginStore,
+    std::sync::Arc<dyn NetworkClient>,
+    mpsc::Receiver<(LoginId, RemoteEvent)>,
+)> {
+    let login = qr_login(sim, connector, phone).await?;
+    let store = LoginStore::in_memory(&LoginId::from(phone));
+    let (client, mut events) = load(connector, &login, &store).await?;
+    next_state(&mut events, |s| *s == LoginState::Connected).await?;
+    Ok((login, store, client, events))
+}
+
 async fn next_state(
     events: &mut mpsc::Receiver<(LoginId, RemoteEvent)>,
     want: impl Fn(&LoginState) -> bool,
@@ -223,10 +241,7 @@ async fn whatsapp_an_unauthorized_stream_error_logs_the_device_out_and_it_is_ref
     let sim = WhatsappSim::start().await?;
     let connector = WhatsappConnector::new(config(&sim));
     let phone = random_phone();
-    let login = qr_login(&sim, &connector, &phone).await?;
-    let store = LoginStore::in_memory(&LoginId::from(phone.as_str()));
-    let (client, mut events) = load(&connector, &login, &store).await?;
-    next_state(&mut events, |s| *s == LoginState::Connected).await?;
+    let (login, store, client, mut events) = connected(&sim, &connector, &phone).await?;
     assert_eq!(sim.unlink(&phone, Unlink::Unauthorized), 1);
     next_state(&mut events, |s| {
         matches!(s, LoginState::BadCredentials { .. })
@@ -288,6 +303,88 @@ async fn whatsapp_phone_login_links_a_device_with_a_pairing_code() -> anyhow::Re
     Ok(())
 }
 
+#[tokio::test]
+async fn whatsapp_messages_are_relayed_end_to_end_encrypted_between_the_bridge_and_a_contact(
+) -> anyhow::Result<()> {
+    use bridge_core::network::events::{ChatRef, MessageContent};
+    use bridge_core::network::{OutgoingContent, OutgoingMessage, RemoteChatId};
+
+    let sim = WhatsappSim::start().await?;
+    let connector = WhatsappConnector::new(config(&sim));
+    let phone = random_phone();
+    let (_login, _store, client, mut events) = connected(&sim, &connector, &phone).await?;
+    let bob = random_phone();
+    let contact = sim.contact(&bob, "Bob Example", WAIT).await?;
+
+    // The contact writes first: a pkmsg to the bridge's device, decrypted by the bridge.
+    contact.send_text(&phone, "Hello *Alice*").await?;
+    let event = bridge_tests::next_remote_event(&mut events, WAIT, |e| {
+        matches!(e, RemoteEvent::Message { .. })
+    })
+    .await?;
+    let RemoteEvent::Message {
+        chat,
+        sender,
+        parts,
+        ..
+    } = &event
+    else {
+        anyhow::bail!("not a message: {event:?}")
+    };
+    assert_eq!(chat.id.as_str(), bob);
+    assert_eq!(
+        chat.receiver.as_ref().map(LoginId::as_str),
+        Some(phone.as_str())
+    );
+    assert_eq!(sender.user.as_str(), bob);
+    assert!(
+        matches!(&parts[0].content, MessageContent::Text { body, html: Some(html), .. }
+            if body == "Hello *Alice*" && html == "Hello <strong>Alice</strong>"),
+        "{parts:?}"
+    );
+    assert_eq!(
+        client.user_info(&sender.user).await?.name.as_deref(),
+        Some("Bob Example"),
+        "the ghost is named by the push name"
+    );
+
+    // The bridge answers: the contact decrypts it.
+    let chat = ChatRef {
+        id: RemoteChatId::from(bob.as_str()),
+        receiver: Some(LoginId::from(phone.as_str())),
+    };
+    let sent = client
+        .send_message(OutgoingMessage {
+            chat,
+            content: OutgoingContent::Text {
+                body: "ok".to_owned(),
+                html: Some("<strong>ok</strong>".to_owned()),
+                mentions: Vec::new(),
+                emote: false,
+            },
+            reply_to: None,
+            thread_root: None,
+            relayed_from: None,
+            avatar_url: None,
+        })
+        .await?;
+    let received = contact
+        .wait_message(WAIT, "the bridge's answer", |m| m.from == phone)
+        .await?;
+    assert_eq!(received.message.conversation.as_deref(), Some("*ok*"));
+    assert_eq!(sent.id.as_str(), format!("{phone}:{}", received.id));
+    assert!(
+        sim.relayed()
+            .iter()
+            .any(|r| r.from == bob && r.to == phone && r.devices == 1),
+        "{:?}",
+        sim.relayed()
+    );
+    contact.stop().await;
+    client.disconnect().await;
+    Ok(())
+}
+
 /// The WhatsApp bridge binary (`bridge-whatsapp`'s `main`, built in this package with the
 /// simulator-only certificate switch).
 fn whatsapp_bin() -> std::path::PathBuf {
@@ -312,4 +409,5 @@ async fn whatsapp_cli(dir: &std::path::Path, args: &[&str]) -> anyhow::Result<()
     Ok(())
 }
 
+mod messages;
 mod synapse;

@@ -13,19 +13,19 @@ use serde_json::Value;
 use super::{random_phone, whatsapp_bin, whatsapp_cli, WAIT};
 use crate::env::{body, edit, tail};
 
-const BOT: &str = "@whatsappbot:test.localhost";
+pub(super) const BOT: &str = "@whatsappbot:test.localhost";
 
 /// The WhatsApp bridge process over a simulator, with its own Synapse.
-struct WhatsappBridge {
+pub(super) struct WhatsappBridge {
     dir: tempfile::TempDir,
-    synapse: Synapse,
+    pub(super) synapse: Synapse,
     process: Option<BridgeProcess>,
 }
 
 impl WhatsappBridge {
     /// Generates the config and registration as a user would, points the config at the
     /// simulator, starts Synapse and the bridge.
-    async fn start(sim: &WhatsappSim) -> anyhow::Result<Self> {
+    pub(super) async fn start(sim: &WhatsappSim) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("bridge-whatsapp-")
             .tempdir()?;
@@ -75,7 +75,7 @@ impl WhatsappBridge {
     }
 
     /// Starts the bridge process and waits until it runs.
-    async fn run(&mut self) -> anyhow::Result<()> {
+    pub(super) async fn run(&mut self) -> anyhow::Result<()> {
         let runs = self.log().matches("bridge is running").count();
         let process = BridgeCommand::new(whatsapp_bin())
             .args(["-c", "config.yaml", "-r", "registration.yaml", "run"])
@@ -91,14 +91,14 @@ impl WhatsappBridge {
     }
 
     /// Kills the bridge process (SIGKILL).
-    fn kill(&mut self) -> anyhow::Result<()> {
+    pub(super) fn kill(&mut self) -> anyhow::Result<()> {
         if let Some(mut process) = self.process.take() {
             process.kill()?;
         }
         Ok(())
     }
 
-    fn log(&self) -> String {
+    pub(super) fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("bridge.log")).unwrap_or_default()
     }
 }
@@ -133,7 +133,7 @@ async fn next_qr(user: &TestUser, room: &str, seen: &[String]) -> anyhow::Result
 }
 
 /// Polls with `ping` until the login is listed with `state` (`connected`, `bad credentials`).
-async fn wait_state(user: &TestUser, room: &str, state: &str) -> anyhow::Result<()> {
+pub(super) async fn wait_state(user: &TestUser, room: &str, state: &str) -> anyhow::Result<()> {
     let needle = format!(": {state}");
     wait_until(WAIT, &format!("the login to be {state}"), async || {
         let answer = command_answer(user, room, "ping", "The bridge is running").await?;
@@ -143,7 +143,7 @@ async fn wait_state(user: &TestUser, room: &str, state: &str) -> anyhow::Result<
 }
 
 /// Sends `command` and returns the bot's first answer after it that contains `marker`.
-async fn command_answer(
+pub(super) async fn command_answer(
     user: &TestUser,
     room: &str,
     command: &str,
@@ -162,6 +162,26 @@ async fn command_answer(
             .cloned())
     })
     .await
+}
+
+/// Logs `user` in from the management room `room` with a QR code the phone of account
+/// `phone` scans, and waits until the login is connected.
+pub(super) async fn link(
+    sim: &WhatsappSim,
+    user: &TestUser,
+    room: &str,
+    phone: &str,
+) -> anyhow::Result<()> {
+    user.send_text(room, "login qr").await?;
+    let qr = next_qr(user, room, &[]).await?;
+    sim.scan(&qr, phone, WAIT).await?;
+    user.wait_for_event(
+        room,
+        |e| e["sender"] == BOT && body(e).contains("Logged in to WhatsApp"),
+        WAIT,
+    )
+    .await?;
+    wait_state(user, room, "connected").await
 }
 
 #[tokio::test]
