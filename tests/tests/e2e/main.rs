@@ -3,6 +3,7 @@
 mod core;
 mod discord;
 mod durability;
+mod encryption;
 mod env;
 mod login;
 mod messages;
