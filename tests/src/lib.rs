@@ -13,6 +13,7 @@
 //! Environment read by the harness (set by `scripts/test`):
 //! - `BRIDGE_TEST_SYNAPSE_PYTHON`: the python of the venv that has `matrix-synapse` installed
 //!   (default: `python3`).
+//! - `BRIDGE_TEST_E2EE_PYTHON`: the python of the venv with `matrix-nio[e2e]` (see [`e2ee`]).
 //! - `BRIDGE_TEST_RUN_DIR`: when set, every spawned child writes its PID to
 //!   `$BRIDGE_TEST_RUN_DIR/pids/` while it runs, so `scripts/test` can kill leftovers even if
 //!   the test process crashes.
@@ -20,6 +21,7 @@
 
 mod client;
 pub mod discord_sim;
+pub mod e2ee;
 mod process;
 pub mod procstat;
 mod synapse;

@@ -65,6 +65,24 @@ impl ManagedChild {
         })
     }
 
+    /// Like [`Self::spawn`], with stdin and stdout piped to the caller (a driven peer that
+    /// answers commands); stderr goes to `log_path`.
+    pub(crate) fn spawn_piped(mut command: Command, name: &str, log_path: &Path) -> anyhow::Result<(Self, std::process::ChildStdin, std::process::ChildStdout)> {
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log_path)
+            .with_context(|| format!("open log file {}", log_path.display()))?;
+        command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::from(log));
+        let mut child = command
+            .spawn()
+            .with_context(|| format!("spawn {}", command.get_program().to_string_lossy()))?;
+        let stdin = child.stdin.take().context("child stdin")?;
+        let stdout = child.stdout.take().context("child stdout")?;
+        let pid_file = register_pid(name, child.id());
+        Ok((Self { child, pid_file, status: None }, stdin, stdout))
+    }
+
     /// The child's process ID.
     pub(crate) fn pid(&self) -> u32 {
         self.child.id()

@@ -467,6 +467,12 @@ fn homeserver_config(
         "suppress_key_server_warning": true,
         "app_service_config_files": appservices,
         "user_directory": {"enabled": true, "search_all_users": true},
+        // What end-to-bridge encryption needs (the README's homeserver.yaml lines): to-device
+        // events, device-list changes and one-time-key counts in appservice transactions.
+        "experimental_features": {
+            "msc2409_to_device_messages_enabled": true,
+            "msc3202_transaction_extensions": true,
+        },
         "rc_message": unlimited,
         "rc_registration": unlimited,
         "rc_registration_token_validity": unlimited,

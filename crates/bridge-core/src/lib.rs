@@ -11,6 +11,7 @@ pub mod bridge;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod crypto;
 pub mod ghost;
 pub mod login;
 pub mod matrix;

@@ -4,6 +4,7 @@ mod container;
 mod core;
 mod discord;
 mod durability;
+mod encryption;
 mod env;
 mod login;
 mod messages;

@@ -37,6 +37,13 @@ pub trait AppserviceHandler: Send + Sync + 'static {
     /// not persisted. Must not block for long.
     async fn handle_ephemeral(&self, event: Value);
 
+    /// Takes in what a transaction carries for the bot's encryption device (to-device
+    /// events, device-list changes, key counts), before its events are stored. An error
+    /// refuses the transaction, so the homeserver sends it again.
+    async fn handle_crypto(&self, _crypto: crate::crypto::TransactionCrypto) -> anyhow::Result<()> {
+        Ok(())
+    }
+
     /// Answers a user query: `true` if the user exists or was just created.
     async fn query_user(&self, user_id: OwnedUserId) -> bool;
 

@@ -156,6 +156,8 @@ pub struct ParsedTransaction {
     pub heads: Vec<(String, String)>,
     /// Ephemeral events (stable and MSC2409 keys).
     pub ephemeral: Vec<Value>,
+    /// What the transaction carries for the bot's encryption device.
+    pub crypto: crate::crypto::TransactionCrypto,
 }
 
 /// A transaction body as read: events are kept as their raw JSON text (no value tree of
@@ -168,6 +170,27 @@ struct RawTransaction<'a> {
     ephemeral: Option<Vec<&'a serde_json::value::RawValue>>,
     #[serde(borrow, default, rename = "de.sorunome.msc2409.ephemeral")]
     unstable_ephemeral: Option<Vec<&'a serde_json::value::RawValue>>,
+    #[serde(default, rename = "de.sorunome.msc2409.to_device")]
+    unstable_to_device: Option<Vec<Value>>,
+    #[serde(default, rename = "to_device")]
+    to_device: Option<Vec<Value>>,
+    #[serde(default, rename = "org.matrix.msc3202.device_lists")]
+    device_lists: Option<DeviceLists>,
+    #[serde(default, rename = "org.matrix.msc3202.device_one_time_keys_count")]
+    otk_counts: Option<Value>,
+    #[serde(default, rename = "org.matrix.msc3202.device_one_time_key_counts")]
+    otk_counts_alt: Option<Value>,
+    #[serde(default, rename = "org.matrix.msc3202.device_unused_fallback_key_types")]
+    fallback_types: Option<Value>,
+}
+
+/// MSC3202's device-list changes.
+#[derive(Deserialize, Default)]
+struct DeviceLists {
+    #[serde(default)]
+    changed: Vec<String>,
+    #[serde(default)]
+    left: Vec<String>,
 }
 
 /// The fields of an event the inbox checks.
@@ -217,6 +240,14 @@ pub fn parse_transaction(body: &[u8]) -> Result<ParsedTransaction, (&'static str
     // take the stable list when present, else the unstable one, never both.
     let ephemeral = txn.ephemeral.or(txn.unstable_ephemeral).unwrap_or_default();
     parsed.ephemeral = ephemeral.into_iter().filter_map(|e| serde_json::from_str(e.get()).ok()).collect();
+    let lists = txn.device_lists.unwrap_or_default();
+    parsed.crypto = crate::crypto::TransactionCrypto {
+        to_device: txn.to_device.or(txn.unstable_to_device).unwrap_or_default(),
+        changed: lists.changed,
+        left: lists.left,
+        otk_counts: txn.otk_counts.or(txn.otk_counts_alt),
+        fallback_types: txn.fallback_types,
+    };
     Ok(parsed)
 }
 
@@ -242,6 +273,15 @@ async fn put_transaction(
         }
     };
     drop(_enter);
+    // Room keys first: the transaction's encrypted events can then be decrypted when they
+    // are handled. Not acknowledged if they cannot be kept: the homeserver sends them again.
+    if !parsed.crypto.is_empty() {
+        if let Err(e) = state.handler.handle_crypto(parsed.crypto).await {
+            tracing::error!(txn_id = %txn_id, error = %format!("{e:#}"), "could not take in the transaction's encryption keys");
+            state.metrics.transaction(TxnOutcome::Failed, 0, 0);
+            return matrix_error(StatusCode::INTERNAL_SERVER_ERROR, "M_UNKNOWN", "could not store the encryption keys; retry later");
+        }
+    }
     let ephemeral = parsed.ephemeral;
     // The bridge's own echoes (what its ghosts and bot sent) are never acted upon: they are
     // not stored at all. A crash cannot make this lose anything: what the bridge sent is

@@ -1,6 +1,6 @@
 //! Routes events from the inbox: the bot's invites, commands, and (later) portal traffic.
 
-use std::sync::Arc;
+use std::{collections::HashMap, sync::{Arc, Mutex}, time::Duration};
 
 use ruma::{OwnedEventId, OwnedRoomAliasId, OwnedRoomId, OwnedUserId};
 use serde_json::Value;
@@ -10,6 +10,7 @@ use crate::{
     appservice::{inbox::InboxAck, AppserviceHandler},
     commands,
     config::PermissionLevel,
+    crypto::{CryptoStatus, DecryptFailure},
 };
 
 /// The kv key that marks `room` as a management room (its value: the user).
@@ -20,11 +21,13 @@ fn management_key(room: &ruma::RoomId) -> String {
 /// The bridge's [`AppserviceHandler`].
 pub(crate) struct Handler {
     bridge: Arc<Bridge>,
+    /// When each room last got the "encryption is off" notice.
+    off_notices: Mutex<HashMap<OwnedRoomId, std::time::Instant>>,
 }
 
 impl Handler {
     pub(crate) fn new(bridge: Arc<Bridge>) -> Self {
-        Self { bridge }
+        Self { bridge, off_notices: Mutex::default() }
     }
 
     async fn on_bot_invite(&self, room: OwnedRoomId, inviter: OwnedUserId, is_direct: bool) -> anyhow::Result<()> {
@@ -51,6 +54,16 @@ impl Handler {
                 ),
             )
             .await?;
+        }
+        let failure = match self.bridge.crypto.get() {
+            CryptoStatus::Disabled => Some(None),
+            CryptoStatus::Failed(reason) => Some(Some(reason)),
+            CryptoStatus::Ready(_) | CryptoStatus::Starting => None,
+        };
+        if let Some(failure) = failure {
+            if self.room_is_encrypted(&room).await {
+                commands::reply(&self.bridge, &room, None, &encryption_off_text(failure.as_deref())).await?;
+            }
         }
         Ok(())
     }
@@ -178,9 +191,21 @@ impl Handler {
     }
 }
 
-#[async_trait::async_trait]
-impl AppserviceHandler for Handler {
-    async fn handle_event(&self, event: Value, ack: InboxAck) -> anyhow::Result<()> {
+/// How long an undecryptable event is held for its keys before it is given up.
+const UNDECRYPTABLE_GIVE_UP: Duration = Duration::from_secs(3600);
+/// How often a held event is tried again when no keys arrive.
+const UNDECRYPTABLE_RETRY: Duration = Duration::from_secs(5);
+/// How often the "encryption is off" notice is repeated in a room other than a DM.
+const ENCRYPTION_OFF_NOTICE_EVERY: Duration = Duration::from_secs(600);
+
+impl Handler {
+    /// An event in plain text (as received, or decrypted): routed to the bot or a portal.
+    async fn handle_plain(&self, event: Value, ack: InboxAck) -> anyhow::Result<()> {
+        if let (Some(crypto), Some("m.room.encryption" | "m.room.member")) =
+            (self.bridge.crypto.ready(), event.get("type").and_then(Value::as_str))
+        {
+            crypto.note_state(&event).await;
+        }
         if self.route(&event).await? {
             // The portal marks the event done once it has handled it.
             if let Some(ack) = self.bridge.portals.handle_matrix(&self.bridge, &event, ack).await {
@@ -190,6 +215,160 @@ impl AppserviceHandler for Handler {
             ack.done().await;
         }
         Ok(())
+    }
+
+    /// An `m.room.encrypted` event: decrypted and handled, or held until its keys arrive,
+    /// or answered with why the bridge cannot read it.
+    async fn on_encrypted(&self, event: Value, ack: InboxAck) -> anyhow::Result<()> {
+        let str_field = |k: &str| event.get(k).and_then(Value::as_str).map(str::to_owned);
+        let (Some(room), Some(sender)) = (str_field("room_id"), str_field("sender")) else {
+            ack.done().await;
+            return Ok(());
+        };
+        let (Ok(room), Ok(sender)) = (OwnedRoomId::try_from(room), OwnedUserId::try_from(sender)) else {
+            ack.done().await;
+            return Ok(());
+        };
+        if self.bridge.is_bridge_user(&sender) {
+            ack.done().await;
+            return Ok(());
+        }
+        let crypto = match self.bridge.crypto.get() {
+            CryptoStatus::Ready(crypto) => crypto,
+            CryptoStatus::Disabled | CryptoStatus::Starting => {
+                self.encryption_off_notice(&room, &sender, None).await?;
+                ack.done().await;
+                return Ok(());
+            }
+            CryptoStatus::Failed(reason) => {
+                self.encryption_off_notice(&room, &sender, Some(&reason)).await?;
+                ack.done().await;
+                return Ok(());
+            }
+        };
+        match crypto.decrypt(&event).await {
+            Ok(plain) => self.handle_plain(plain, ack).await,
+            Err(DecryptFailure::MissingKey(reason)) => {
+                tracing::info!(%room, %sender, %reason, "holding an encrypted event until its keys arrive");
+                tokio::spawn(hold_undecryptable(self.bridge.clone(), crypto, event, ack));
+                Ok(())
+            }
+            Err(DecryptFailure::Permanent(reason)) => {
+                tracing::warn!(%room, %sender, %reason, "could not decrypt an event");
+                let event_id = str_field("event_id").and_then(|e| OwnedEventId::try_from(e).ok());
+                let text = format!("🔒 I could not decrypt your message ({reason}), so it was not bridged. Please send it again.");
+                commands::reply(&self.bridge, &room, event_id.as_deref(), &text).await?;
+                ack.done().await;
+                Ok(())
+            }
+        }
+    }
+
+    /// Tells an encrypted room that the bridge cannot read it: in a DM with the bot at
+    /// every message, elsewhere at most every ten minutes.
+    async fn encryption_off_notice(&self, room: &OwnedRoomId, sender: &OwnedUserId, failure: Option<&str>) -> anyhow::Result<()> {
+        let management = self.is_management_room(sender, room).await?;
+        if !management {
+            let mut last = self.off_notices.lock().unwrap_or_else(|p| p.into_inner());
+            let now = std::time::Instant::now();
+            if last.get(room).is_some_and(|at| now.duration_since(*at) < ENCRYPTION_OFF_NOTICE_EVERY) {
+                return Ok(());
+            }
+            last.insert(room.clone(), now);
+        }
+        commands::reply(&self.bridge, room, None, &encryption_off_text(failure)).await
+    }
+
+    /// Whether `room` is encrypted, asked of the homeserver (for a room the bot just joined
+    /// while its own encryption is off).
+    async fn room_is_encrypted(&self, room: &OwnedRoomId) -> bool {
+        let bot = self.bridge.bot_intent();
+        matches!(bot.get_state_event(room, ruma::events::StateEventType::RoomEncryption, "").await, Ok(Some(_)))
+    }
+}
+
+/// What an encrypted room is told when the bridge cannot read it.
+fn encryption_off_text(failure: Option<&str>) -> String {
+    match failure {
+        None => "🔒 This room is encrypted, and encryption is turned off on this bridge, so I cannot read what is sent here. Ask the bridge's administrator to set `bridge.encryption.allow: true` in the bridge's config (the README's \"Encryption\" section lists the homeserver settings it needs), or talk to me in a room without encryption.".to_owned(),
+        Some(reason) => format!("🔒 This room is encrypted, and the bridge could not set up its encryption ({reason}), so I cannot read what is sent here. Ask the bridge's administrator to look at the bridge's log; until then, talk to me in a room without encryption."),
+    }
+}
+
+/// Holds an event whose room key has not arrived: tries again whenever keys arrive (and
+/// every few seconds), tells the sender once after `undecryptable_notice_secs`, and hands the
+/// event on as soon as it decrypts. The event stays undone in the inbox meanwhile, so a
+/// restart tries it again.
+async fn hold_undecryptable(bridge: Arc<Bridge>, crypto: Arc<crate::crypto::Crypto>, event: Value, ack: InboxAck) {
+    let event_id = event.get("event_id").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let room = event.get("room_id").and_then(Value::as_str).and_then(|r| OwnedRoomId::try_from(r).ok());
+    let Some(room) = room else { return };
+    let started = std::time::Instant::now();
+    let notice_after = Duration::from_secs(bridge.settings.encryption.undecryptable_notice_secs);
+    let mut noticed = false;
+    loop {
+        let arrived = crypto.keys_arrived();
+        tokio::pin!(arrived);
+        arrived.as_mut().enable();
+        match crypto.decrypt(&event).await {
+            Ok(plain) => {
+                tracing::info!(%room, %event_id, waited = ?started.elapsed(), "the keys of a held event arrived");
+                let handler = Handler::new(bridge.clone());
+                let handling = crate::matrix::txn::scoped(&event_id, handler.handle_plain(plain, ack));
+                if let Err(e) = handling.await {
+                    // Not done: handled again after a restart.
+                    tracing::warn!(%event_id, error = %format!("{e:#}"), "could not handle a decrypted event");
+                }
+                return;
+            }
+            Err(DecryptFailure::Permanent(reason)) => {
+                tracing::warn!(%room, %event_id, %reason, "a held event cannot be decrypted");
+                ack.done().await;
+                return;
+            }
+            Err(DecryptFailure::MissingKey(_)) => {}
+        }
+        tokio::select! {
+            _ = bridge.shutdown.cancelled() => return,
+            _ = arrived => {}
+            _ = tokio::time::sleep(UNDECRYPTABLE_RETRY) => {}
+        }
+        if !noticed && started.elapsed() >= notice_after {
+            noticed = true;
+            let text = format!(
+                "🔒 I could not decrypt your message: the keys your client should send me have not arrived after {}. It will still be bridged if they arrive. If this keeps happening, send the message again, or ask the bridge's administrator to check that the homeserver sends encryption events to the bridge (the README's \"Encryption\" section).",
+                commands::human_duration(notice_after)
+            );
+            let event = OwnedEventId::try_from(event_id.as_str()).ok();
+            let cause = format!("{event_id}/undecryptable");
+            let notice = crate::matrix::txn::scoped(&cause, commands::reply(&bridge, &room, event.as_deref(), &text));
+            if let Err(e) = notice.await {
+                tracing::warn!(%room, error = %format!("{e:#}"), "could not tell the room about an undecryptable message");
+            }
+        }
+        if started.elapsed() >= UNDECRYPTABLE_GIVE_UP {
+            tracing::warn!(%room, %event_id, "giving up on an event whose keys never arrived");
+            ack.done().await;
+            return;
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl AppserviceHandler for Handler {
+    async fn handle_crypto(&self, txn: crate::crypto::TransactionCrypto) -> anyhow::Result<()> {
+        match self.bridge.crypto.settled(Duration::from_secs(30)).await {
+            CryptoStatus::Ready(crypto) => crypto.receive(txn).await,
+            CryptoStatus::Starting => anyhow::bail!("the encryption device is still being set up"),
+            CryptoStatus::Disabled | CryptoStatus::Failed(_) => Ok(()),
+        }
+    }
+
+    async fn handle_event(&self, event: Value, ack: InboxAck) -> anyhow::Result<()> {
+        if event.get("type").and_then(Value::as_str) == Some("m.room.encrypted") {
+            return self.on_encrypted(event, ack).await;
+        }
+        self.handle_plain(event, ack).await
     }
 
     fn ignores(&self, sender: &str, kind: &str) -> bool {

@@ -65,6 +65,8 @@ pub struct Bridge {
     pub puppets: crate::ghost::puppet::DoublePuppets,
     /// Signed public media URLs, when `appservice.public_media.enabled`.
     pub public_media: Option<crate::public_media::PublicMedia>,
+    /// End-to-bridge encryption: the bot's device, once set up.
+    pub crypto: crate::crypto::CryptoSlot,
 }
 
 impl Bridge {
@@ -123,7 +125,9 @@ pub async fn run<N: Network>(config: Config<N::Config>, config_path: PathBuf) ->
         let base = appservice.public_media.public_address.clone().unwrap_or_else(|| appservice.address.clone());
         crate::public_media::PublicMedia::new(base, &appservice.as_token)
     });
+    let crypto = crate::crypto::CryptoSlot::new(settings.encryption.allow);
     let bridge = Arc::new(Bridge {
+        crypto,
         public_media,
         info,
         ghosts: GhostNamer::new(&appservice.username_template, &homeserver.domain),
@@ -174,6 +178,7 @@ pub async fn run<N: Network>(config: Config<N::Config>, config_path: PathBuf) ->
         return Err(e);
     }
     startup_checks(&bridge).await;
+    start_encryption(&bridge).await;
     let worker = tokio::spawn(inbox.run(handler, shutdown.clone()));
     let remote_worker = tokio::spawn(run_remote_events(bridge.clone(), remote_rx, tracked_rx));
     if let Err(e) = bridge.load_logins().await {
@@ -305,6 +310,39 @@ pub(crate) fn describe_homeserver_error(e: &MatrixError) -> String {
         }
         _ if chain.contains("connection refused") => "the homeserver refused the connection (homeserver.address): is it running and listening there?".to_owned(),
         _ => format!("the homeserver is not reachable at homeserver.address ({chain})"),
+    }
+}
+
+/// Sets up the bot's encryption device when `bridge.encryption.allow` is on. A failure
+/// leaves encryption off with the reason, which encrypted rooms are told.
+async fn start_encryption(bridge: &Arc<Bridge>) {
+    if !bridge.settings.encryption.allow {
+        return;
+    }
+    let weak = Arc::downgrade(bridge);
+    let is_bridge_user: crate::crypto::IsBridgeUser = Arc::new(move |user: &str| {
+        let Some(bridge) = weak.upgrade() else { return false };
+        ruma::UserId::parse(user).is_ok_and(|user| bridge.is_bridge_user(&user))
+    });
+    let name = format!("{} bridge", bridge.info.display_name);
+    let started = crate::crypto::Crypto::start(
+        bridge.matrix.clone(),
+        bridge.store.clone(),
+        bridge.settings.encryption.clone(),
+        &name,
+        is_bridge_user,
+    )
+    .await;
+    match started {
+        Ok(crypto) => {
+            bridge.matrix.set_encryptor(crypto.clone());
+            bridge.crypto.set(crate::crypto::CryptoStatus::Ready(crypto));
+        }
+        Err(e) => {
+            let reason = format!("{e:#}");
+            tracing::error!(error = %reason, "encryption is off: the bot's device could not be set up; the bot will say so in encrypted rooms");
+            bridge.crypto.set(crate::crypto::CryptoStatus::Failed(reason));
+        }
     }
 }
 

@@ -122,6 +122,27 @@ bridge:
     servers:{dp_servers}
     # "<server name>": "as_token:<token>"
     secrets:{dp_secrets}
+  # End-to-bridge encryption: the bot gets a device of its own, answers in encrypted rooms
+  # (the DMs Element X creates are encrypted) and bridges encrypted portals. The homeserver
+  # must send to-device events and device-list changes to the bridge: in Synapse's
+  # homeserver.yaml,
+  #   experimental_features:
+  #     msc2409_to_device_messages_enabled: true
+  #     msc3202_transaction_extensions: true
+  # (generate-registration writes the registration flags this needs). The keys are kept in
+  # the bridge's database: protect it like the config.
+  encryption:
+    # Join and work in encrypted rooms. When false, the bot says so in encrypted rooms.
+    allow: {enc_allow}
+    # Create new portal rooms encrypted.
+    default: {enc_default}
+    # In encrypted portals, refuse messages that arrive unencrypted.
+    require: {enc_require}
+    # Share room keys only with devices their owners have verified (cross-signed).
+    verified_only: {enc_verified}
+    # Seconds to wait for the keys of a message before telling its sender it could not be
+    # decrypted (it is still bridged if the keys arrive later).
+    undecryptable_notice_secs: {enc_utd}
 
 # Logging. RUST_LOG, when set, replaces level.
 logging:
@@ -162,6 +183,11 @@ logging:
         prov_secret = q(&bridge.provisioning.shared_secret),
         dp_servers = yaml_map(bridge.double_puppet.servers.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
         dp_secrets = yaml_map(bridge.double_puppet.secrets.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+        enc_allow = bridge.encryption.allow,
+        enc_default = bridge.encryption.default,
+        enc_require = bridge.encryption.require,
+        enc_verified = bridge.encryption.verified_only,
+        enc_utd = bridge.encryption.undecryptable_notice_secs,
         log_level = q(&example.logging.level),
         log_format = match example.logging.format {
             super::LogFormat::Pretty => "pretty",

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 pub use error::{ConfigError, Problem};
 pub use sections::{
     is_placeholder, AppserviceConfig, BackfillConfig, BotConfig, BridgeConfig, DatabaseConfig,
-    DoublePuppetConfig, ProvisioningConfig, PublicMediaConfig,
+    DoublePuppetConfig, EncryptionConfig, ProvisioningConfig, PublicMediaConfig,
     HomeserverConfig, LogFormat, LoggingConfig, PermissionLevel, RelayConfig,
     DEFAULT_MAX_BODY_BYTES, TOKEN_PLACEHOLDER,
 };

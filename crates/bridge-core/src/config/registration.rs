@@ -40,6 +40,14 @@ pub struct Registration {
         skip_serializing_if = "is_false"
     )]
     pub push_ephemeral: bool,
+    /// MSC3202: device-list changes and one-time-key counts of the bot's device in
+    /// transactions (end-to-bridge encryption).
+    #[serde(rename = "org.matrix.msc3202", default, skip_serializing_if = "is_false")]
+    pub msc3202: bool,
+    /// MSC4190: the appservice creates and deletes its users' devices itself (the bot's
+    /// encryption device).
+    #[serde(rename = "io.element.msc4190", default, skip_serializing_if = "is_false")]
+    pub msc4190: bool,
     /// The users, aliases and rooms the appservice claims.
     pub namespaces: Namespaces,
 }
@@ -97,6 +105,8 @@ impl Registration {
             rate_limited: false,
             receive_ephemeral: appservice.ephemeral_events,
             push_ephemeral: appservice.ephemeral_events,
+            msc3202: config.bridge.encryption.allow,
+            msc4190: config.bridge.encryption.allow,
             namespaces: Namespaces {
                 users,
                 ..Namespaces::default()

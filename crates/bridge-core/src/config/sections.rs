@@ -242,6 +242,8 @@ pub struct BridgeConfig {
     /// Double puppeting: the user's own messages from the network's app sent as their
     /// real Matrix account.
     pub double_puppet: DoublePuppetConfig,
+    /// End-to-bridge encryption: the bot's own device, in encrypted rooms.
+    pub encryption: EncryptionConfig,
 }
 
 impl BridgeConfig {
@@ -261,6 +263,7 @@ impl BridgeConfig {
             login_timeout_secs: DEFAULT_LOGIN_TIMEOUT_SECS,
             provisioning: ProvisioningConfig::default(),
             double_puppet: DoublePuppetConfig::default(),
+            encryption: EncryptionConfig::default(),
         }
     }
 
@@ -391,6 +394,33 @@ impl fmt::Debug for DoublePuppetConfig {
     }
 }
 
+/// `bridge.encryption:` — end-to-bridge encryption. The bot has a device of its own (created
+/// through the appservice, MSC4190) whose keys the bridge keeps in its database; it decrypts
+/// what users send in encrypted rooms and encrypts what the bot and the ghosts send there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EncryptionConfig {
+    /// Join and work in encrypted rooms (management DMs, encrypted portals). Needs the
+    /// homeserver to send to-device events and device-list changes to the appservice.
+    pub allow: bool,
+    /// Create new portal rooms encrypted.
+    pub default: bool,
+    /// In encrypted portals, refuse to bridge messages that arrive unencrypted.
+    pub require: bool,
+    /// Share room keys only with devices their owner has cross-signed. Off: every device of
+    /// the room's members gets them, as most clients do.
+    pub verified_only: bool,
+    /// Seconds to wait for the keys of a message that cannot be decrypted yet before the
+    /// sender is told in the room; the message is still bridged if the keys come later.
+    pub undecryptable_notice_secs: u64,
+}
+
+impl Default for EncryptionConfig {
+    fn default() -> Self {
+        Self { allow: true, default: false, require: false, verified_only: false, undecryptable_notice_secs: 30 }
+    }
+}
+
 /// `bridge.backfill:` — history fetched for new portals.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -458,6 +488,7 @@ mod tests {
                 ("other.org".to_owned(), PermissionLevel::Commands),
             ]),
             relay: RelayConfig::default(),
+            encryption: EncryptionConfig::default(),
             backfill: BackfillConfig::default(),
             login_timeout_secs: DEFAULT_LOGIN_TIMEOUT_SECS,
             provisioning: ProvisioningConfig::default(),

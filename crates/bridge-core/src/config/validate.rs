@@ -146,6 +146,20 @@ pub(crate) fn check<N>(config: &Config<N>) -> Vec<Violation> {
             ));
         }
     }
+    if bridge.encryption.allow && !config.appservice.ephemeral_events {
+        out.push(violation(
+            "bridge.encryption.allow",
+            "needs appservice.ephemeral_events: true (the homeserver sends the keys of encrypted messages with the ephemeral events)",
+            Some("set appservice.ephemeral_events: true, or bridge.encryption.allow: false"),
+        ));
+    }
+    if (bridge.encryption.default || bridge.encryption.require) && !bridge.encryption.allow {
+        out.push(violation(
+            "bridge.encryption.allow",
+            "must be true when bridge.encryption.default or require is",
+            None,
+        ));
+    }
     if bridge.relay.enabled && !bridge.relay.message_format.contains("{message}") {
         out.push(violation(
             "bridge.relay.message_format",

@@ -136,6 +136,22 @@ struct Inner {
     /// Whether the homeserver is known to be unreachable: an outage is logged once when it
     /// starts and once when it ends, not once per attempt.
     outage: std::sync::atomic::AtomicBool,
+    /// Encrypts what is sent to encrypted rooms, once end-to-bridge encryption is running.
+    encryptor: std::sync::OnceLock<Arc<dyn RoomEncryptor>>,
+}
+
+/// Turns message content for an encrypted room into `m.room.encrypted` content. Set on the
+/// client once ([`MatrixClient::set_encryptor`]); every [`Intent`] send goes through it.
+#[async_trait::async_trait]
+pub trait RoomEncryptor: Send + Sync {
+    /// The `m.room.encrypted` content to send instead of `content` (of `event_type`) when
+    /// `room` is encrypted; `None` when it is not.
+    async fn encrypt_for_room(
+        &self,
+        room: &RoomId,
+        event_type: &str,
+        content: &ruma::serde::Raw<ruma::events::AnyMessageLikeEventContent>,
+    ) -> Result<Option<ruma::serde::Raw<ruma::events::AnyMessageLikeEventContent>>, MatrixError>;
 }
 
 impl fmt::Debug for MatrixClient {
@@ -223,8 +239,19 @@ impl MatrixClient {
                 registered: Mutex::new(HashSet::new()),
                 joined: Mutex::new(HashSet::new()),
                 outage: std::sync::atomic::AtomicBool::new(false),
+                encryptor: std::sync::OnceLock::new(),
             }),
         })
+    }
+
+    /// Sets what encrypts sends to encrypted rooms (once; later calls are ignored).
+    pub fn set_encryptor(&self, encryptor: Arc<dyn RoomEncryptor>) {
+        let _ = self.inner.encryptor.set(encryptor);
+    }
+
+    /// What encrypts sends to encrypted rooms, if encryption runs.
+    pub fn encryptor(&self) -> Option<&Arc<dyn RoomEncryptor>> {
+        self.inner.encryptor.get()
     }
 
     /// The appservice's bot user.

@@ -39,6 +39,10 @@ pub enum MatrixError {
     #[error("invalid matrix client configuration: {0}")]
     Config(String),
 
+    /// A message for an encrypted room could not be encrypted.
+    #[error("could not encrypt the message: {0}")]
+    Encryption(String),
+
     /// `POST /appservice/{id}/ping` showed that the homeserver cannot reach the bridge.
     #[error(
         "the homeserver cannot reach the bridge at its appservice address ({errcode}: {error}); \

@@ -321,6 +321,15 @@ impl Intent {
         ts: Option<MilliSecondsSinceUnixEpoch>,
     ) -> Result<OwnedEventId, MatrixError> {
         self.ensure_joined(room).await?;
+        // In an encrypted room the content goes out as `m.room.encrypted`, encrypted by the
+        // bot's device on this user's behalf.
+        let (event_type, content) = match self.client.encryptor() {
+            Some(encryptor) => match encryptor.encrypt_for_room(room, &event_type.to_string(), &content).await? {
+                Some(encrypted) => (MessageLikeEventType::RoomEncrypted, encrypted),
+                None => (event_type, content),
+            },
+            None => (event_type, content),
+        };
         let mut request = send_message_event::v3::Request::new_raw(
             room.to_owned(),
             super::txn::next_txn_id(),

@@ -11,7 +11,7 @@ mod media;
 mod retry;
 pub mod txn;
 
-pub use client::{ClientOptions, MatrixClient, PathInput, RawRequest, RawResponse, SendOptions};
+pub use client::{ClientOptions, MatrixClient, PathInput, RawRequest, RawResponse, RoomEncryptor, SendOptions};
 pub use error::MatrixError;
 pub use intent::{CreateRoomOptions, Intent, Profile, RoomMember};
 pub use retry::RetryPolicy;

@@ -32,6 +32,8 @@ pub(crate) struct Uploaded {
     pub size: u64,
     /// The MIME type.
     pub mime: String,
+    /// For an encrypted room: the `file` object (URL, key, IV, hash) that replaces `url`.
+    pub file: Option<Value>,
 }
 
 /// Builds the Matrix content of one remote message part. `uploaded` is the media file for
@@ -109,7 +111,11 @@ fn media_content(media: &Media, up: &Uploaded) -> MatrixContent {
         MediaKind::Sticker => ("m.sticker", None),
     };
     let caption = media.caption.as_deref().filter(|c| !c.is_empty());
-    let mut c = json!({ "body": caption.unwrap_or(&filename), "url": up.mxc, "info": info });
+    let mut c = json!({ "body": caption.unwrap_or(&filename), "info": info });
+    match &up.file {
+        Some(file) => c["file"] = file.clone(),
+        None => c["url"] = json!(up.mxc),
+    }
     if let Some(msgtype) = msgtype {
         c["msgtype"] = json!(msgtype);
         c["filename"] = json!(filename);
@@ -177,6 +183,8 @@ pub(crate) enum Incoming {
         mime: Option<String>,
         /// A caption, when the body differs from the file name.
         caption: Option<String>,
+        /// The `file` object of encrypted media (key, IV, hash), to decrypt it with.
+        file: Option<Value>,
     },
 }
 
@@ -212,8 +220,10 @@ pub(crate) fn incoming_content(event_type: &str, content: &Value, ghosts: &Ghost
             }))
         }
         "m.image" | "m.video" | "m.audio" | "m.file" | "m.sticker" => {
-            let Some(mxc) = str_of("url") else {
-                return Err(if content.get("file").is_some() { "encrypted media".to_owned() } else { "media without a URL".to_owned() });
+            let file = content.get("file").filter(|f| f.is_object()).cloned();
+            let url = str_of("url").or_else(|| file.as_ref().and_then(|f| f.get("url")).and_then(Value::as_str));
+            let Some(mxc) = url else {
+                return Err("media without a URL".to_owned());
             };
             let voice = content.get("org.matrix.msc3245.voice").is_some();
             let kind = match msgtype {
@@ -227,7 +237,7 @@ pub(crate) fn incoming_content(event_type: &str, content: &Value, ghosts: &Ghost
             let filename = str_of("filename").filter(|f| !f.is_empty()).unwrap_or(body).to_owned();
             let caption = (str_of("filename").is_some_and(|f| !f.is_empty() && f != body) && !body.is_empty()).then(|| body.to_owned());
             let mime = content.pointer("/info/mimetype").and_then(Value::as_str).map(str::to_owned);
-            Ok(Incoming::Media { mxc: mxc.to_owned(), kind, filename, mime, caption })
+            Ok(Incoming::Media { mxc: mxc.to_owned(), kind, filename, mime, caption, file })
         }
         "m.location" => {
             let geo = str_of("geo_uri").unwrap_or_default();
@@ -390,7 +400,7 @@ mod tests {
 
     #[test]
     fn matrix_content_from_remote_parts() {
-        let up = Uploaded { mxc: "mxc://example.com/abc".into(), size: 3, mime: "image/png".into() };
+        let up = Uploaded { mxc: "mxc://example.com/abc".into(), size: 3, mime: "image/png".into(), file: None };
         let cases: Vec<(MessageContent, Option<&Uploaded>, &str, Value)> = vec![
             (text("hi", None, &[]), None, "m.room.message", json!({"msgtype": "m.text", "body": "hi", "m.mentions": {"user_ids": []}})),
             (
@@ -510,24 +520,29 @@ mod tests {
             (
                 "m.room.message",
                 json!({"msgtype": "m.image", "body": "nice", "filename": "a.png", "url": "mxc://s/m", "info": {"mimetype": "image/png"}}),
-                Ok(Incoming::Media { mxc: "mxc://s/m".into(), kind: MediaKind::Image, filename: "a.png".into(), mime: Some("image/png".into()), caption: Some("nice".into()) }),
+                Ok(Incoming::Media { mxc: "mxc://s/m".into(), kind: MediaKind::Image, filename: "a.png".into(), mime: Some("image/png".into()), caption: Some("nice".into()), file: None }),
             ),
             (
                 "m.room.message",
                 json!({"msgtype": "m.file", "body": "doc.pdf", "url": "mxc://s/d"}),
-                Ok(Incoming::Media { mxc: "mxc://s/d".into(), kind: MediaKind::File, filename: "doc.pdf".into(), mime: None, caption: None }),
+                Ok(Incoming::Media { mxc: "mxc://s/d".into(), kind: MediaKind::File, filename: "doc.pdf".into(), mime: None, caption: None, file: None }),
             ),
             (
                 "m.sticker",
                 json!({"body": "wave", "url": "mxc://s/w", "info": {"mimetype": "image/webp"}}),
-                Ok(Incoming::Media { mxc: "mxc://s/w".into(), kind: MediaKind::Sticker, filename: "wave".into(), mime: Some("image/webp".into()), caption: None }),
+                Ok(Incoming::Media { mxc: "mxc://s/w".into(), kind: MediaKind::Sticker, filename: "wave".into(), mime: Some("image/webp".into()), caption: None, file: None }),
             ),
             (
                 "m.room.message",
                 json!({"msgtype": "m.location", "body": "here", "geo_uri": "geo:52.5,13.25;u=10"}),
                 Ok(Incoming::Ready(OutgoingContent::Location { latitude: 52.5, longitude: 13.25 })),
             ),
-            ("m.room.message", json!({"msgtype": "m.image", "body": "x", "file": {}}), Err("encrypted media".into())),
+            ("m.room.message", json!({"msgtype": "m.image", "body": "x", "file": {}}), Err("media without a URL".into())),
+            (
+                "m.room.message",
+                json!({"msgtype": "m.image", "body": "e.png", "file": {"url": "mxc://s/e", "v": "v2"}}),
+                Ok(Incoming::Media { mxc: "mxc://s/e".into(), kind: MediaKind::Image, filename: "e.png".into(), mime: None, caption: None, file: Some(json!({"url": "mxc://s/e", "v": "v2"})) }),
+            ),
             ("m.room.message", json!({"msgtype": "m.poll", "body": "x"}), Err("m.poll messages".into())),
         ];
         for (event_type, content, want) in cases {

@@ -155,6 +155,11 @@ impl Actor {
             }
         };
 
+        // `bridge.encryption.default`: new portals are encrypted from the start (only when the
+        // bot's device runs, or nobody could read the bridged messages).
+        if self.bridge.settings.encryption.default && self.bridge.crypto.ready().is_some() {
+            state.push(initial_state("m.room.encryption", "", json!({ "algorithm": "m.megolm.v1.aes-sha2" }))?);
+        }
         let mut invite: Vec<OwnedUserId> = vec![live.user.clone()];
         if !creator.is_bot() {
             invite.push(self.bridge.bot().to_owned());

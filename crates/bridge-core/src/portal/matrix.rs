@@ -80,6 +80,21 @@ impl Actor {
             return;
         }
         let content = event.get("content").cloned().unwrap_or(Value::Null);
+        if self.bridge.settings.encryption.require && matches!(kind, "m.room.message" | "m.sticker" | "m.reaction") {
+            let decrypted = event.get(crate::crypto::DECRYPTED).and_then(Value::as_bool).unwrap_or(false);
+            let encrypted_room = match self.bridge.crypto.ready() {
+                Some(crypto) => crypto.is_encrypted(&room).await.unwrap_or(true),
+                None => false,
+            };
+            if encrypted_room && !decrypted {
+                let failure = Failure {
+                    reason: "m.no_permission",
+                    message: "this room is encrypted and the bridge requires encrypted messages here".into(),
+                };
+                self.report_failure(&room, event_id, "message", &failure).await;
+                return;
+            }
+        }
         let (what, result) = match kind {
             "m.room.message" | "m.sticker" if str_at(&content, "/m.relates_to/rel_type") == Some("m.replace") => {
                 ("edit", self.matrix_edit(&room, &sender, &content).await)
@@ -157,9 +172,14 @@ impl Actor {
     async fn outgoing(&self, incoming: Incoming) -> Result<OutgoingContent, Failure> {
         match incoming {
             Incoming::Ready(content) => Ok(content),
-            Incoming::Media { mxc, kind, filename, mime, caption } => {
+            Incoming::Media { mxc, kind, filename, mime, caption, file } => {
                 let uri = ruma::OwnedMxcUri::from(mxc.as_str());
-                let (data, content_type) = self.bridge.bot_intent().download(&uri).await.map_err(|e| Failure::from(PortalError::from(e)))?;
+                let (mut data, content_type) = self.bridge.bot_intent().download(&uri).await.map_err(|e| Failure::from(PortalError::from(e)))?;
+                if let Some(file) = file {
+                    let plain = crate::crypto::decrypt_attachment(&data, &file)
+                        .map_err(|why| Failure::unsupported(format!("the encrypted file could not be bridged: {why}")))?;
+                    data = plain.into();
+                }
                 Ok(OutgoingContent::Media { kind, data, filename, mime: mime.unwrap_or(content_type), caption })
             }
         }

@@ -349,7 +349,7 @@ impl Actor {
             None => None,
         };
         for (i, part) in pending.into_iter().enumerate() {
-            let mut content = self.part_content(live, &speaker.intent, &part.content).await;
+            let mut content = self.part_content(live, &speaker.intent, room, &part.content).await;
             add_relations(&mut content.content, if i == 0 { reply_event.as_deref() } else { None }, thread_event.as_deref());
             let cause = format!("{}/{}/{}/{}", self.key.remote_id, self.key.receiver, id, part.id);
             let mxid = crate::matrix::txn::scoped(&cause, self.send_as(&speaker, room, content.event_type, content.content, Some(*timestamp))).await?;
@@ -375,13 +375,13 @@ impl Actor {
 
     /// The Matrix content of one part; media is downloaded and uploaded here, and a
     /// notice says why when that fails.
-    async fn part_content(&self, live: &LiveLogin, ghost: &Intent, content: &MessageContent) -> convert::MatrixContent {
+    async fn part_content(&self, live: &LiveLogin, ghost: &Intent, room: &RoomId, content: &MessageContent) -> convert::MatrixContent {
         let ghosts = &self.bridge.ghosts;
         let owner = Some((live.id.as_str(), live.user.as_ref()));
         let MessageContent::Media(media) = content else {
             return convert::matrix_content(content, None, ghosts, owner);
         };
-        match self.upload_media(live, ghost, media).await {
+        match self.upload_media(live, ghost, room, media).await {
             Ok(up) => convert::matrix_content(content, Some(&up), ghosts, owner),
             Err(reason) => {
                 tracing::warn!(%reason, "could not bridge remote media");
@@ -391,7 +391,7 @@ impl Actor {
         }
     }
 
-    async fn upload_media(&self, live: &LiveLogin, ghost: &Intent, media: &Media) -> Result<Uploaded, String> {
+    async fn upload_media(&self, live: &LiveLogin, ghost: &Intent, room: &RoomId, media: &Media) -> Result<Uploaded, String> {
         let limit = self.upload_limit().await;
         let too_big = |size: u64| limit.filter(|l| size > *l).map(|l| format!("it is too large ({size} bytes; the homeserver accepts up to {l})"));
         if let Some(reason) = media.size.and_then(too_big) {
@@ -404,8 +404,19 @@ impl Actor {
         }
         let mime = media.mime.clone().or(mime).unwrap_or_else(|| "application/octet-stream".to_owned());
         let filename = (!media.filename.is_empty()).then_some(media.filename.as_str());
+        // In an encrypted room the file is encrypted too, and uploaded as opaque bytes.
+        let encrypted = match self.bridge.crypto.ready() {
+            Some(crypto) => crypto.is_encrypted(room).await.map_err(|e| format!("could not tell whether the room is encrypted: {e}"))?,
+            None => false,
+        };
+        if encrypted {
+            let (cipher, mut file) = crate::crypto::encrypt_attachment(&data).map_err(|e| format!("encryption failed: {e}"))?;
+            let mxc = ghost.upload(cipher, "application/octet-stream", None).await.map_err(|e| format!("upload failed: {e}"))?;
+            file["url"] = serde_json::json!(mxc.to_string());
+            return Ok(Uploaded { mxc: mxc.to_string(), size, mime, file: Some(file) });
+        }
         let mxc = ghost.upload(data, &mime, filename).await.map_err(|e| format!("upload failed: {e}"))?;
-        Ok(Uploaded { mxc: mxc.to_string(), size, mime })
+        Ok(Uploaded { mxc: mxc.to_string(), size, mime, file: None })
     }
 
     /// The homeserver's upload size limit (asked once per process; `None` if unknown).
@@ -449,7 +460,7 @@ impl Actor {
         for part in parts {
             let target = existing.iter().find(|m| m.part_id == part.id.as_str()).or_else(|| (parts.len() == 1).then(|| &existing[0]));
             let Some(target) = target else { continue };
-            let content = self.part_content(live, &speaker.intent, &part.content).await;
+            let content = self.part_content(live, &speaker.intent, room, &part.content).await;
             let edit = edit_content(&content.content, &target.mxid);
             self.send_as(&speaker, room, content.event_type, edit, Some(ts)).await?;
         }

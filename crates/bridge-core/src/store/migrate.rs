@@ -25,12 +25,14 @@ pub struct Migration {
 pub(crate) const SQLITE: &[Migration] = &[
     Migration { version: 1, name: "initial", sql: include_str!("../../migrations/sqlite/0001_initial.sql") },
     Migration { version: 2, name: "remote_pending", sql: include_str!("../../migrations/sqlite/0002_remote_pending.sql") },
+    Migration { version: 3, name: "crypto", sql: include_str!("../../migrations/sqlite/0003_crypto.sql") },
 ];
 
 /// The PostgreSQL migrations, in order (same versions and meaning as [`SQLITE`]).
 pub(crate) const POSTGRES: &[Migration] = &[
     Migration { version: 1, name: "initial", sql: include_str!("../../migrations/postgres/0001_initial.sql") },
     Migration { version: 2, name: "remote_pending", sql: include_str!("../../migrations/postgres/0002_remote_pending.sql") },
+    Migration { version: 3, name: "crypto", sql: include_str!("../../migrations/postgres/0003_crypto.sql") },
 ];
 
 /// The migrations for one backend.

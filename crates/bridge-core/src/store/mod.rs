@@ -3,8 +3,8 @@
 //! The store owns the database connection pool, the embedded per-dialect migrations
 //! ([`Store::migrate`]) and a typed accessor per table: [`Store::users`],
 //! [`Store::user_logins`], [`Store::portals`], [`Store::ghosts`], [`Store::messages`],
-//! [`Store::reactions`], [`Store::kv`] and [`Store::inbox`] (the appservice's durable
-//! transaction queue).
+//! [`Store::reactions`], [`Store::kv`], [`Store::inbox`] (the appservice's durable
+//! transaction queue), [`Store::remote_pending`] and [`Store::crypto`].
 //!
 //! Both backends go through sqlx's `Any` driver with runtime queries and `$1`
 //! placeholders, so every query is written once. Conventions shared by all tables:
@@ -13,6 +13,7 @@
 //! differently), and Matrix IDs are stored as their string form (the layers above
 //! convert to and from ruma types).
 
+mod crypto;
 mod ghosts;
 mod inbox;
 mod remote_pending;
@@ -34,6 +35,7 @@ use serde_json::Value;
 use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyConnection, AnyPool, Connection};
 
+pub use crypto::{Crypto, CryptoRow};
 pub use ghosts::{Ghost, Ghosts};
 pub use inbox::{transaction_key, Inbox, InboxEntry, InsertOutcome};
 pub use kv::Kv;
@@ -245,6 +247,11 @@ impl Store {
     /// Remote events parked while the homeserver was unreachable (`remote_pending`).
     pub fn remote_pending(&self) -> RemotePending<'_> {
         RemotePending::new(&self.pool)
+    }
+
+    /// The bot's end-to-end encryption state (`crypto_store`).
+    pub fn crypto(&self) -> Crypto<'_> {
+        Crypto::new(&self.pool)
     }
 }
 

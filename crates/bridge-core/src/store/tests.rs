@@ -147,6 +147,8 @@ conformance! {
     inbox_pending_order_and_done => sqlite_inbox_pending_order_and_done, postgres_inbox_pending_order_and_done;
     inbox_concurrent_same_txn => sqlite_inbox_concurrent_same_txn, postgres_inbox_concurrent_same_txn;
     survives_reopen => sqlite_survives_reopen, postgres_survives_reopen;
+    crypto_rows_batch => sqlite_crypto_rows_batch, postgres_crypto_rows_batch;
+    crypto_machine_survives_reopen => sqlite_crypto_machine_survives_reopen, postgres_crypto_machine_survives_reopen;
 }
 
 // ---- fixtures ---------------------------------------------------------------------------
@@ -1010,4 +1012,75 @@ async fn sqlite_creates_missing_file() {
     assert!(path.exists());
     assert_eq!(store.backend(), Backend::Sqlite);
     store.close().await;
+}
+
+async fn crypto_rows_batch(db: TestDb) {
+    let crypto = db.store.crypto();
+    assert!(crypto.list("session").await.expect("list").is_empty());
+    crypto
+        .apply(&[
+            CryptoRow::put("account", "", "{\"pickle\":1}".to_owned()),
+            CryptoRow::put("session", "b/1", "one".to_owned()),
+            CryptoRow::put("session", "a/2", "two".to_owned()),
+        ])
+        .await
+        .expect("first batch");
+    // A later batch replaces, removes and adds, in order.
+    crypto
+        .apply(&[
+            CryptoRow::put("session", "b/1", "one, ratcheted".to_owned()),
+            CryptoRow::delete("session", "a/2"),
+            CryptoRow::put("device", "@bob:example.org/DEV", "{}".to_owned()),
+            CryptoRow::delete("device", "never-stored"),
+        ])
+        .await
+        .expect("second batch");
+    assert_eq!(
+        crypto.list("session").await.expect("list"),
+        vec![("b/1".to_owned(), "one, ratcheted".to_owned())]
+    );
+    assert_eq!(crypto.get("account", "").await.expect("get").as_deref(), Some("{\"pickle\":1}"));
+    assert_eq!(crypto.get("account", "other").await.expect("get"), None);
+    // What was written survives reopening the database.
+    let reopened = Store::connect(&db.uri).await.expect("reopen");
+    assert_eq!(reopened.crypto().list("device").await.expect("list").len(), 1);
+    assert_eq!(reopened.crypto().clear().await.expect("clear"), 3);
+    assert!(crypto.list("account").await.expect("list").is_empty());
+}
+
+/// The crypto store keeps the bot's device across a restart: the same identity keys, and
+/// a Megolm session made before the restart still decrypts after it.
+async fn crypto_machine_survives_reopen(db: TestDb) {
+    use matrix_sdk_crypto::{DecryptionSettings, EncryptionSettings, OlmMachine, TrustRequirement};
+    use ruma_crypto::{owned_device_id, owned_room_id, owned_user_id, serde::Raw};
+
+    let user = owned_user_id!("@bot:example.org");
+    let device = owned_device_id!("BRIDGETEST");
+    let room = owned_room_id!("!room:example.org");
+    let first = crate::crypto::store::BridgeCryptoStore::open(db.store.clone()).await.expect("open");
+    let machine = OlmMachine::with_store(&user, &device, first, None).await.expect("machine");
+    let keys = machine.identity_keys();
+    let shares = machine.share_room_key(&room, std::iter::empty(), EncryptionSettings::default()).await.expect("share");
+    assert!(shares.is_empty(), "nobody else to share with");
+    let content = Raw::from_json(serde_json::value::to_raw_value(&json!({"msgtype": "m.text", "body": "before the restart"})).expect("raw"));
+    let encrypted = machine.encrypt_room_event_raw(&room, "m.room.message", &content).await.expect("encrypt");
+    drop(machine);
+
+    let reopened = Store::connect(&db.uri).await.expect("reopen");
+    let second = crate::crypto::store::BridgeCryptoStore::open(reopened).await.expect("open again");
+    let machine = OlmMachine::with_store(&user, &device, second, None).await.expect("machine again");
+    assert_eq!(machine.identity_keys(), keys, "same device keys after a restart");
+    let event = json!({
+        "type": "m.room.encrypted",
+        "content": serde_json::from_str::<serde_json::Value>(encrypted.content.json().get()).expect("content"),
+        "sender": user.as_str(),
+        "event_id": "$one:example.org",
+        "origin_server_ts": 1,
+        "room_id": room.as_str(),
+    });
+    let raw = Raw::from_json(serde_json::value::to_raw_value(&event).expect("raw"));
+    let settings = DecryptionSettings { sender_device_trust_requirement: TrustRequirement::Untrusted };
+    let decrypted = machine.decrypt_room_event(&raw, &room, &settings).await.expect("the session survived");
+    let plain: serde_json::Value = serde_json::from_str(decrypted.event.json().get()).expect("json");
+    assert_eq!(plain["content"]["body"], "before the restart");
 }
