@@ -74,6 +74,11 @@ database:
     cp_min: 5
     cp_max: 10
 app_service_config_files: [${registrations%,} ]
+# End-to-bridge encryption: to-device events, device-list changes and key counts for the
+# bridges' bot devices (README, "Encryption").
+experimental_features:
+  msc2409_to_device_messages_enabled: true
+  msc3202_transaction_extensions: true
 YAML
 chown -R "$uid:$gid" "$data"
 exec setpriv --reuid="$uid" --regid="$gid" --clear-groups -- \
