@@ -15,6 +15,8 @@ Reads one JSON command per line on stdin and answers each with one JSON line on 
       -> event ID; the file is encrypted (an m.image with `file`) as Element sends it
   {"cmd": "wait_image", "room": ID, "sender": USER, "timeout": S}
       -> {"body", "data" (BASE64, downloaded and decrypted), "encrypted", "file_encrypted"}
+  {"cmd": "count", "room": ID, "sender": USER, "contains": TEXT}
+      -> how many messages from SENDER containing TEXT were seen in the room so far
   {"cmd": "stop"}
 """
 
@@ -173,6 +175,12 @@ class Driver:
             if time.monotonic() >= deadline:
                 raise RuntimeError(f"no image from {sender} within {timeout} s")
             await self.sync()
+
+    async def count(self, room, sender, contains):
+        await self.sync(0)
+        return sum(
+            1 for e in self.seen.get(room, []) if e[0] == "text" and e[1] == sender and contains in e[2]
+        )
 
     async def wait_message(self, room, sender, contains, timeout):
         deadline = time.monotonic() + timeout

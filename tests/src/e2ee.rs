@@ -112,6 +112,12 @@ impl E2eeClient {
         id.as_str().map(str::to_owned).context("send answered no event ID")
     }
 
+    /// How many text messages from `sender` containing `contains` the client has seen in `room`.
+    pub async fn count(&mut self, room: &str, sender: &str, contains: &str) -> anyhow::Result<u64> {
+        let n = self.call(json!({"cmd": "count", "room": room, "sender": sender, "contains": contains}), Duration::from_secs(10)).await?;
+        n.as_u64().context("count answered no number")
+    }
+
     /// Waits for a text message from `sender` containing `contains`, after the previous one
     /// found in this room.
     pub async fn wait_message(&mut self, room: &str, sender: &str, contains: &str, timeout: Duration) -> anyhow::Result<SeenMessage> {

@@ -56,6 +56,8 @@ async fn encrypted_dm_like_element_x_is_answered_encrypted_and_survives_a_restar
         client.send(&room, "version").await?;
         let version = client.wait_message(&room, &bot, "Test bridge", E2EE_WAIT).await?;
         assert!(version.encrypted, "{version:?}");
+        // The message that waited out the crash was handled once: one answer, not two.
+        assert_eq!(client.count(&room, &bot, "The bridge is running").await?, 1, "ping answered exactly once");
         assert!(
             !env.bridge.log().contains("replacing the device"),
             "the restarted bridge kept its device"
