@@ -83,29 +83,31 @@ async fn measure(sim: &DiscordSim, bridge: &ProcessBridge, n: usize, token: &str
     anyhow::ensure!(answer.contains("#general"), "{answer}");
     let room = user.wait_for_bridged_room(&format!("discord:///{general}"), WAIT).await?;
     sim.push_message(general, alice, "warm-up");
-    user.wait_for_event(&room, |e| body(e) == "warm-up", WAIT).await?;
+    let warm_up = user.wait_for_event(&room, |e| body(e) == "warm-up", WAIT).await?;
+    let direct = common::Direct::new(&bridge.synapse.url(), &bridge.dir.path().join("registration.yaml"), warm_up["sender"].as_str().unwrap_or_default())?;
+    let plain_room = user.create_room(serde_json::json!({ "name": "no bridge here" })).await?;
     let (idle_rss, _) = rss_kib(pids.bridge)?;
     common::header("bridge-discord (serenity)", "the Discord simulator", n);
 
-    // Discord → Matrix: a burst of messages from a guild member in one channel.
-    let run = common::network_to_matrix(&user, &room, n, pids, async |i| {
-        sim.push_message(general, alice, &format!("in {i}"));
+    // Discord → Matrix: bursts from a guild member in one channel, each beside the same
+    // burst sent by the member's ghost straight to Synapse.
+    let mut push = async |text: String| {
+        sim.push_message(general, alice, &text);
         Ok(())
-    })
-    .await?;
-    common::report("Discord → Matrix", run);
+    };
+    common::compare_network_to_matrix("Discord → Matrix", &user, &room, n, pids, &direct, &mut push).await?;
 
-    // Matrix → Discord: the logged-in user's messages, which the bot posts to the channel.
+    // Matrix → Discord: the logged-in user's messages, which the bot posts to the channel;
+    // the baseline is the same messages into a room without a bridge.
     let path = format!("/channels/{general}/messages");
-    let run = common::matrix_to_network(&user, &room, n, pids, Duration::from_millis(2), async || {
+    let mut received = async || {
         Ok(sim
             .requests()
             .into_iter()
             .filter(|r| r.method == "POST" && r.path == path)
             .filter_map(|r| r.body["content"].as_str().map(str::to_owned))
             .collect())
-    })
-    .await?;
-    common::report("Matrix → Discord", run);
+    };
+    common::compare_matrix_to_network("Matrix → Discord", &user, &room, &plain_room, n, pids, Duration::from_millis(2), &mut received).await?;
     common::report_memory(pids, idle_rss)
 }

@@ -87,21 +87,22 @@ async fn measure(puppet: &WechatyPuppet, bridge: &ProcessBridge, n: usize) -> an
     let zhang = puppet.create_contact("张三", None).await?;
     puppet.send_text(&zhang, To::Me, "warm-up", &[]).await?;
     let room = user.wait_for_bridged_room(&format!("wechat://{me}/{zhang}"), WAIT).await?;
-    user.wait_for_event(&room, |e| body(e) == "warm-up", WAIT).await?;
+    let warm_up = user.wait_for_event(&room, |e| body(e) == "warm-up", WAIT).await?;
+    let direct = common::Direct::new(&bridge.synapse.url(), &bridge.dir.path().join("registration.yaml"), warm_up["sender"].as_str().unwrap_or_default())?;
+    let plain_room = user.create_room(serde_json::json!({ "name": "no bridge here" })).await?;
     let (idle_rss, _) = rss_kib(pids.bridge)?;
     common::header("bridge-wechat (gRPC to a Wechaty puppet service)", "the npm Wechaty puppet service (PuppetMock)", n);
     println!("outgoing pacing off for the bench (network.pacing.min_interval_ms and jitter_ms 0); incoming is never paced");
 
-    // WeChat → Matrix: a burst of direct messages from one contact.
-    let run = common::network_to_matrix(&user, &room, n, pids, async |i| puppet.send_text(&zhang, To::Me, &format!("in {i}"), &[]).await.map(drop)).await?;
-    common::report("WeChat → Matrix", run);
+    // WeChat → Matrix: bursts of direct messages from one contact, each beside the same
+    // burst sent by the contact's ghost straight to Synapse.
+    let mut push = async |text: String| puppet.send_text(&zhang, To::Me, &text, &[]).await.map(drop);
+    common::compare_network_to_matrix("WeChat → Matrix", &user, &room, n, pids, &direct, &mut push).await?;
 
-    // Matrix → WeChat: the user answers in the DM portal, one message after another. The
-    // puppet service is asked over HTTP what it received, so it is polled less often.
-    let run = common::matrix_to_network(&user, &room, n, pids, Duration::from_millis(5), async || {
-        Ok(puppet.sent().await?.into_iter().filter(|s| s.conversation_id == zhang).filter_map(|s| s.text).collect())
-    })
-    .await?;
-    common::report("Matrix → WeChat", run);
+    // Matrix → WeChat: the user answers in the DM portal, one message after another (the
+    // puppet service is asked over HTTP what it received, so it is polled less often); the
+    // baseline is the same messages into a room without a bridge.
+    let mut received = async || Ok(puppet.sent().await?.into_iter().filter(|s| s.conversation_id == zhang).filter_map(|s| s.text).collect());
+    common::compare_matrix_to_network("Matrix → WeChat", &user, &room, &plain_room, n, pids, Duration::from_millis(5), &mut received).await?;
     common::report_memory(pids, idle_rss)
 }

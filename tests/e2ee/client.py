@@ -129,6 +129,22 @@ class Driver:
             raise RuntimeError(f"send failed: {response}")
         return response.event_id
 
+    async def undecryptable_content(self, room, body):
+        """The content of an m.room.encrypted event of a Megolm session nobody else ever
+        gets the key of (as when a client fails to share it): well-formed, undecryptable."""
+        import vodozemac
+
+        session = vodozemac.GroupSession()
+        plaintext = {"type": "m.room.message", "content": {"msgtype": "m.text", "body": body}, "room_id": room}
+        message = session.encrypt(json.dumps(plaintext).encode())
+        return {
+            "algorithm": "m.megolm.v1.aes-sha2",
+            "sender_key": self.client.olm.account.identity_keys["curve25519"],
+            "session_id": session.session_id,
+            "device_id": self.client.device_id,
+            "ciphertext": message.to_base64(),
+        }
+
     async def send_image(self, room, data, filename, mime):
         await self.sync(0)
         plain = base64.b64decode(data)

@@ -94,6 +94,12 @@ impl E2eeClient {
         Ok(answer["ok"].clone())
     }
 
+    /// The content of a well-formed `m.room.encrypted` event for `room` whose Megolm session
+    /// key is never shared with anyone: undecryptable for every other device.
+    pub async fn undecryptable_content(&mut self, room: &str, body: &str) -> anyhow::Result<Value> {
+        self.call(json!({"cmd": "undecryptable_content", "room": room, "body": body}), Duration::from_secs(10)).await
+    }
+
     /// Creates a DM with `invite` as Element X does: encrypted from the start, `is_direct`.
     pub async fn create_dm(&mut self, invite: &str) -> anyhow::Result<String> {
         let room = self.call(json!({"cmd": "create_dm", "invite": invite}), Duration::from_secs(20)).await?;

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 
+use bridge_core::network::client::ChatActivity;
 use bridge_core::network::events::{
     AvatarRef, ChatRef, Media, MediaKind, MessageContent, MessagePart, Sender, UserInfo,
 };
@@ -12,7 +13,7 @@ use bridge_core::network::{EventSender, LoginId, NetworkError, PartId, RemoteEve
 use serenity::http::MessagePagination;
 
 use crate::connector::timed;
-use serenity::model::channel::{Attachment, Message, MessageType};
+use serenity::model::channel::{Attachment, GuildChannel, Message, MessageType};
 use serenity::model::id::{ChannelId, GuildId, UserId};
 use serenity::model::user::User;
 
@@ -209,23 +210,49 @@ impl bridge_core::network::client::HistoryHandler for crate::client::DiscordClie
         // The text channels of the servers bridged in full, so that channels created while
         // the bridge was down get their portal; DMs open a portal with their next message.
         let shared = &self.shared;
-        let mut guilds: Vec<GuildId> =
-            shared.guild_modes.all().await.into_iter().filter(|(_, mode)| *mode == GuildMode::All).map(|(g, _)| g).collect();
-        guilds.sort();
-        let mut chats = Vec::new();
-        for guild in guilds {
-            let channels = match timed(shared.http.get_channels(guild)).await {
-                Ok(channels) => channels,
-                Err(error) => {
-                    tracing::warn!(%guild, %error, "could not list a server's channels");
-                    continue;
-                }
-            };
-            chats.extend(text_channels(&channels).into_iter().map(|c| chat_ref(c.id, Some(guild), &shared.login)));
-        }
+        let mut chats: Vec<ChatRef> = bridged_text_channels(shared, |mode| mode == GuildMode::All)
+            .await
+            .into_iter()
+            .map(|(guild, channel)| chat_ref(channel.id, Some(guild), &shared.login))
+            .collect();
         chats.truncate(limit);
         Ok(chats)
     }
+
+    async fn chats_with_activity(&self, since: i64) -> Result<Vec<ChatActivity>, NetworkError> {
+        // One channel list per bridged server: each channel names its latest message, whose
+        // snowflake carries its time. DM channels of a bot cannot be listed; a DM's next
+        // message reopens it.
+        let shared = &self.shared;
+        Ok(bridged_text_channels(shared, |mode| mode != GuildMode::Off)
+            .await
+            .into_iter()
+            .filter_map(|(guild, channel)| {
+                let latest = channel.last_message_id?;
+                let timestamp = ids::millis(&latest.created_at());
+                (timestamp > since).then(|| ChatActivity {
+                    chat: chat_ref(channel.id, Some(guild), &shared.login),
+                    latest: Some(ids::message_id(latest)),
+                    timestamp,
+                })
+            })
+            .collect())
+    }
+}
+
+/// The text channels of the servers whose bridge mode `wanted` accepts, in server order and
+/// each server's channel order. A server whose channels cannot be listed is skipped (logged).
+async fn bridged_text_channels(shared: &crate::client::Shared, wanted: impl Fn(GuildMode) -> bool) -> Vec<(GuildId, GuildChannel)> {
+    let mut guilds: Vec<GuildId> = shared.guild_modes.all().await.into_iter().filter(|(_, mode)| wanted(*mode)).map(|(g, _)| g).collect();
+    guilds.sort();
+    let mut found = Vec::new();
+    for guild in guilds {
+        match timed(shared.http.get_channels(guild)).await {
+            Ok(channels) => found.extend(text_channels(&channels).into_iter().map(|c| (guild, c.clone()))),
+            Err(error) => tracing::warn!(%guild, %error, "could not list a server's channels"),
+        }
+    }
+    found
 }
 
 #[cfg(test)]

@@ -192,6 +192,8 @@ impl User {
 
 impl Channel {
     pub(crate) fn json(&self, data: &Data) -> Value {
+        // As Discord does: the ID of the latest message (null in an empty channel).
+        let last_message_id = data.messages.get(&self.id).and_then(|m| m.last()).map_or(Value::Null, |m| m["id"].clone());
         if let (Some(guild), Some(parent)) = (self.guild, self.thread_parent) {
             return json!({
                 "id": self.id.to_string(),
@@ -200,7 +202,7 @@ impl Channel {
                 "parent_id": parent.to_string(),
                 "name": self.name,
                 "owner_id": null,
-                "last_message_id": null,
+                "last_message_id": last_message_id,
                 "rate_limit_per_user": 0,
                 "message_count": 0,
                 "member_count": 1,
@@ -224,14 +226,14 @@ impl Channel {
                 "name": self.name,
                 "topic": self.topic,
                 "nsfw": false,
-                "last_message_id": null,
+                "last_message_id": last_message_id,
                 "rate_limit_per_user": 0,
                 "parent_id": null,
             }),
             None => json!({
                 "id": self.id.to_string(),
                 "type": 1,
-                "last_message_id": null,
+                "last_message_id": last_message_id,
                 "recipients": self
                     .recipients
                     .iter()

@@ -402,6 +402,11 @@ impl TestNet {
         self.inner.read().chats.get(chat).map(|c| c.messages.clone()).unwrap_or_default()
     }
 
+    /// How many times the bridge read each chat's history (chat ID → reads).
+    pub fn history_reads(&self) -> std::collections::BTreeMap<String, usize> {
+        self.inner.read().history_reads.clone()
+    }
+
     /// Everything the bridge did so far, in order.
     pub fn actions(&self) -> Vec<Action> {
         self.inner.read().actions.clone()

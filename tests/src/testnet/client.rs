@@ -8,7 +8,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use bridge_core::backoff::Backoff;
 use bridge_core::network::client::{
-    ChatStarter, DeleteHandler, EditHandler, HistoryHandler, PresenceHandler, ReactionHandler,
+    ChatActivity, ChatStarter, DeleteHandler, EditHandler, HistoryHandler, PresenceHandler, ReactionHandler,
 };
 use bridge_core::network::events::{
     AvatarRef, ChatInfo, ChatMember, ChatRef, LoginState, Media, MessageContent, MessagePart, Sender, UserInfo,
@@ -448,6 +448,19 @@ impl HistoryHandler for TestClient {
         let list: Vec<WireChatRef> =
             self.call(Method::GET, &["logins", self.login(), "chats"], &[("limit", limit.to_string())], None).await?;
         Ok(list.into_iter().map(|c| chat_ref(&self.shared.login, &c.id, c.is_direct)).collect())
+    }
+
+    async fn chats_with_activity(&self, since: i64) -> Result<Vec<ChatActivity>, NetworkError> {
+        let query = [("since", since.to_string()), ("limit", usize::MAX.to_string())];
+        let list: Vec<WireChatRef> = self.call(Method::GET, &["logins", self.login(), "chats"], &query, None).await?;
+        Ok(list
+            .into_iter()
+            .map(|c| ChatActivity {
+                chat: chat_ref(&self.shared.login, &c.id, c.is_direct),
+                latest: c.last_message.map(RemoteMessageId::from),
+                timestamp: c.last_timestamp,
+            })
+            .collect())
     }
 }
 

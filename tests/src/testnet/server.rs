@@ -248,9 +248,12 @@ async fn recent_chats(State(app): State<App>, Path(login): Path<String>, headers
         .iter()
         .filter(|(_, c)| c.members.contains(&login))
         .map(|(id, c)| {
-            let last = c.messages.last().map_or(0, |m| m.timestamp);
-            (last, WireChatRef { id: id.clone(), is_direct: c.is_direct })
+            let last = c.messages.iter().rev().find(|m| !m.deleted);
+            let last_timestamp = last.map_or(0, |m| m.timestamp);
+            let chat = WireChatRef { id: id.clone(), is_direct: c.is_direct, last_message: last.map(|m| m.id.clone()), last_timestamp };
+            (last_timestamp, chat)
         })
+        .filter(|(last, _)| q.since.is_none_or(|since| *last > since))
         .collect();
     chats.sort_by_key(|c| std::cmp::Reverse(c.0));
     let list: Vec<WireChatRef> = chats.into_iter().map(|(_, c)| c).take(q.limit.unwrap_or(50)).collect();
@@ -304,8 +307,9 @@ async fn chat(State(app): State<App>, Path(id): Path<String>, headers: HeaderMap
 }
 
 async fn history(State(app): State<App>, Path(id): Path<String>, headers: HeaderMap, Query(q): Query<PageQuery>) -> Reply {
-    let state = app.inner.read();
+    let mut state = app.inner.read();
     state.auth(bearer(&headers), None)?;
+    *state.history_reads.entry(id.clone()).or_default() += 1;
     let chat = state.chats.get(&id).ok_or_else(|| Fail::NotFound(format!("chat {id}")))?;
     let end = match &q.before {
         Some(before) => chat

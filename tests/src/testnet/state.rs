@@ -102,6 +102,8 @@ pub(crate) struct State {
     pub processes: HashMap<String, Process>,
     pub login_code: Option<String>,
     pub actions: Vec<Action>,
+    /// How many times each chat's history was read.
+    pub history_reads: BTreeMap<String, usize>,
 }
 
 /// The shared state plus a counter bumped on every change, which long polls watch.

@@ -230,6 +230,12 @@ pub struct WireChatRef {
     pub id: String,
     /// One-to-one chat.
     pub is_direct: bool,
+    /// The latest message's ID, if any.
+    #[serde(default)]
+    pub last_message: Option<String>,
+    /// The latest message's timestamp (0 without messages).
+    #[serde(default)]
+    pub last_timestamp: i64,
 }
 
 /// Query of `GET /chats/{id}/messages` and `GET /logins/{login}/chats`.
@@ -239,6 +245,8 @@ pub struct PageQuery {
     pub before: Option<String>,
     /// At most this many (default 50).
     pub limit: Option<usize>,
+    /// Only chats whose latest message is newer than this (ms).
+    pub since: Option<i64>,
 }
 
 /// The content of a message or edit the bridge sends.

@@ -169,6 +169,12 @@ impl TestBridge {
         self.wait_log_until(needle, WAIT, |log| log.contains(needle)).await
     }
 
+    /// Waits until `needle` occurs `count` times in the bridge's log (the log is appended to
+    /// across restarts).
+    pub async fn wait_log_count(&mut self, needle: &str, count: usize) -> anyhow::Result<()> {
+        self.wait_log_until(needle, WAIT, |log| log.matches(needle).count() >= count).await
+    }
+
     /// Waits until `done` holds for the bridge's log (`needle` names what is awaited);
     /// fails early if the bridge exited.
     async fn wait_log_until(&mut self, needle: &str, timeout: Duration, done: impl Fn(&str) -> bool) -> anyhow::Result<()> {

@@ -60,7 +60,12 @@ pub(crate) async fn login(env: &Env, management: &str) -> anyhow::Result<()> {
 
 /// Runs a test body; on failure prints the end of the bridge's log.
 pub(crate) async fn with_log(bridge: &TestBridge, body: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
-    let result = body.await;
+    log_on_error(bridge, body.await)
+}
+
+/// Prints the end of the bridge's log if `result` is an error (for tests whose body needs
+/// the bridge mutably, to kill and restart it), and passes `result` on.
+pub(crate) fn log_on_error(bridge: &TestBridge, result: anyhow::Result<()>) -> anyhow::Result<()> {
     if result.is_err() {
         eprintln!("bridge log:\n{}", tail(&bridge.log(), 150));
     }

@@ -41,3 +41,66 @@ async fn quiet_portals_keep_no_actor_and_wake_up_with_the_next_event() -> anyhow
     })
     .await
 }
+
+/// After a restart, catch-up fetches the history of the chats with news only: one request
+/// per such chat, none for the quiet ones, none for a chat the login can no longer see; and
+/// the quiet portals start no actor.
+#[tokio::test]
+async fn a_restart_catches_up_only_the_chats_with_news() -> anyhow::Result<()> {
+    let (mut env, management) = start_with(false, Options::default()).await?;
+    login(&env, &management).await?;
+    let chats: Vec<String> = (1..=10).map(|i| format!("g{i}")).collect();
+    let mut rooms = Vec::new();
+    env.net.add_user("bob", "Bob");
+    for chat in &chats {
+        env.net.add_chat(ChatSpec::group(chat, chat, &[ME, "bob"]));
+        env.net.push_message(chat, "bob", MessageSpec::text(&format!("hello {chat}")))?;
+    }
+    for chat in &chats {
+        let room = portal(&env.user, chat, "").await?;
+        wait_message(&env.user, &room, &ghost("bob"), &format!("hello {chat}")).await?;
+        rooms.push(room);
+    }
+
+    // While the bridge is down: news in g3 and g7; g9 has news too, but the account left it.
+    env.bridge.kill()?;
+    for chat in ["g3", "g7", "g9"] {
+        env.net.push_message(chat, "bob", MessageSpec::text(&format!("missed in {chat}")))?;
+    }
+    env.net.remove_member("g9", ME)?;
+    env.net.drop_pending(ME);
+    let reads_before = env.net.history_reads();
+    env.bridge.run(&[]).await?;
+    let (net, user, bridge) = (&env.net, &env.user, &env.bridge);
+    with_log(bridge, async {
+        wait_message(user, &rooms[2], &ghost("bob"), "missed in g3").await?;
+        wait_message(user, &rooms[6], &ghost("bob"), "missed in g7").await?;
+        // A live message after the catch-up, as a barrier.
+        net.push_message("g1", "bob", MessageSpec::text("live again"))?;
+        wait_message(user, &rooms[0], &ghost("bob"), "live again").await?;
+
+        let reads = net.history_reads();
+        let new_reads: Vec<(String, usize)> = reads
+            .iter()
+            .map(|(chat, n)| (chat.clone(), n - reads_before.get(chat).copied().unwrap_or(0)))
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        assert_eq!(new_reads, [("g3".to_owned(), 1), ("g7".to_owned(), 1)], "history read once for each chat with news, for no other");
+        for (room, chat) in rooms.iter().zip(&chats) {
+            let events = user.messages(room, 50).await?;
+            let bodies: Vec<&str> = events.iter().rev().filter(|e| e["type"] == "m.room.message").filter_map(|e| e["content"]["body"].as_str()).collect();
+            let mut expected = vec![format!("hello {chat}")];
+            if chat == "g3" || chat == "g7" {
+                expected.push(format!("missed in {chat}"));
+            }
+            if chat == "g1" {
+                expected.push("live again".to_owned());
+            }
+            assert_eq!(bodies, expected, "{chat}: each message once, in order");
+        }
+        // Only the portals that had work run an actor.
+        assert!(running_actors(bridge).await? <= 3, "quiet portals started no actor");
+        Ok(())
+    })
+    .await
+}

@@ -249,7 +249,8 @@ impl Handler {
         match crypto.decrypt(&event).await {
             Ok(plain) => self.handle_plain(plain, ack).await,
             Err(DecryptFailure::MissingKey(reason)) => {
-                tracing::info!(%room, %sender, %reason, "holding an encrypted event until its keys arrive");
+                let event_id = str_field("event_id").unwrap_or_default();
+                tracing::info!(%room, %sender, %event_id, %reason, "holding an encrypted event until its keys arrive");
                 tokio::spawn(hold_undecryptable(self.bridge.clone(), crypto, event, ack));
                 Ok(())
             }
@@ -342,8 +343,9 @@ async fn hold_undecryptable(bridge: Arc<Bridge>, crypto: Arc<crate::crypto::Cryp
             let event = OwnedEventId::try_from(event_id.as_str()).ok();
             let cause = format!("{event_id}/undecryptable");
             let notice = crate::matrix::txn::scoped(&cause, commands::reply(&bridge, &room, event.as_deref(), &text));
-            if let Err(e) = notice.await {
-                tracing::warn!(%room, error = %format!("{e:#}"), "could not tell the room about an undecryptable message");
+            match notice.await {
+                Ok(_) => tracing::info!(%room, %event_id, "told the sender that an event could not be decrypted"),
+                Err(e) => tracing::warn!(%room, error = %format!("{e:#}"), "could not tell the room about an undecryptable message"),
             }
         }
         if started.elapsed() >= UNDECRYPTABLE_GIVE_UP {

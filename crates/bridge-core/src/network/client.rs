@@ -213,6 +213,24 @@ pub trait HistoryHandler: Send + Sync {
 
     /// The chats with recent activity, newest first, for creating portals after login.
     async fn recent_chats(&self, limit: usize) -> Result<Vec<ChatRef>, NetworkError>;
+
+    /// The chats whose latest message is newer than `since` (ms since the Unix epoch), as
+    /// far as the network can tell without a request per chat (a channel list, a dialog
+    /// list, the gateway's cache). After a login connects, the core catches up only these,
+    /// and only those whose latest message it has not bridged; a chat the login can no
+    /// longer see is simply not listed, so it is never fetched.
+    async fn chats_with_activity(&self, since: i64) -> Result<Vec<ChatActivity>, NetworkError>;
+}
+
+/// A chat with messages newer than some time, and its latest message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatActivity {
+    /// The chat.
+    pub chat: ChatRef,
+    /// Its latest message, if the network says which (else the chat is always caught up).
+    pub latest: Option<RemoteMessageId>,
+    /// When that message was sent (ms since the Unix epoch).
+    pub timestamp: i64,
 }
 
 /// Resolving an identifier (phone number, username) to a chat.

@@ -143,7 +143,14 @@ impl Actor {
                 ack.done().await;
             }
             PortalMsg::Ephemeral(event) => self.handle_ephemeral(event).await,
-            PortalMsg::Sync { login, create } => self.sync(login, create).await,
+            PortalMsg::CatchUp { login, done } => {
+                let looked = match self.live(&login) {
+                    Ok(live) => self.catch_up(&live).await,
+                    Err(_) => false,
+                };
+                let _ = done.send(looked);
+            }
+            PortalMsg::CreateRoom { login } => self.create_recent(login).await,
             PortalMsg::EnsureRoom { login, other, reply } => {
                 let result = self.start_chat(&login, other).await;
                 let _ = reply.send(result);
@@ -203,11 +210,9 @@ impl Actor {
         self.save().await
     }
 
-    async fn sync(&mut self, login: LoginId, create: bool) {
+    async fn create_recent(&mut self, login: LoginId) {
         let Ok(live) = self.live(&login) else { return };
-        if self.room().is_some() {
-            self.catch_up(&live).await;
-        } else if create {
+        if self.room().is_none() {
             if let Err(e) = self.ensure_room(&live, None).await {
                 tracing::warn!(error = %e, "could not create a portal for a recent chat");
             }

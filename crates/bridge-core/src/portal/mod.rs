@@ -80,8 +80,10 @@ pub(crate) enum PortalMsg {
     Matrix(Value, InboxAck),
     /// A Matrix ephemeral event (typing, receipts).
     Ephemeral(Value),
-    /// After a login (re)connects: create the room if `create`, then catch up.
-    Sync { login: LoginId, create: bool },
+    /// After a login connects: bridge what it missed; `done` says whether it could look.
+    CatchUp { login: LoginId, done: oneshot::Sender<bool> },
+    /// A recent chat of a login: create its room if it has none.
+    CreateRoom { login: LoginId },
     /// Create the room if needed (`start-chat`) and invite the login's user.
     EnsureRoom { login: LoginId, other: Option<RemoteUserId>, reply: oneshot::Sender<Result<OwnedRoomId, PortalError>> },
     /// Set or clear the relay login.
@@ -196,9 +198,8 @@ impl Portals {
         }
     }
 
-    /// Creates or updates portals for a login's recent chats (after login or at startup):
-    /// catches up every existing portal the login sees, then creates rooms for its recent
-    /// chats if the network can list them.
+    /// After a login connects (at login or startup): catches up the portals of chats with
+    /// news, then creates rooms for its recent chats, if the network has history.
     pub async fn sync_login(&self, bridge: &Arc<Bridge>, login: &LoginId) {
         backfill::sync_login(self, bridge, login).await;
     }
