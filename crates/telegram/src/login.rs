@@ -55,7 +55,7 @@ impl Connection {
     ) -> Self {
         let session = Arc::new(StoredSession::new_login(test_dc));
         // The updates of a login in progress are not needed: the login's client catches up.
-        let (client, _updates, pool) = open(session.clone(), credentials.id, config, None);
+        let (client, _updates, pool) = open(session.clone(), credentials.id, config);
         Self {
             client,
             session,

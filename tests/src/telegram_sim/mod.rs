@@ -16,6 +16,7 @@
 //! [`auth`] (codes, SRP, bots), [`state`] (the world), [`tl_build`] (TL objects).
 
 mod auth;
+mod groups;
 mod mtproto;
 mod rpc;
 mod state;
@@ -279,15 +280,98 @@ impl TelegramSim {
         mailbox
             .messages
             .iter()
-            .filter(|m| m.peer == peer)
+            .filter(|m| m.peer == peer && m.chat.is_none())
+            .map(sim_message)
+            .collect()
+    }
+
+    /// Adds a basic group made by `creator` with `members`; returns its ID (no update is
+    /// sent: the group shows up with its first message).
+    pub fn add_group(&self, creator: i64, title: &str, about: &str, members: &[i64]) -> i64 {
+        self.inner.lock().add_group(creator, title, about, members)
+    }
+
+    /// Adds a supergroup (`megagroup`) or broadcast channel made by `creator` with
+    /// `members`; returns its ID.
+    pub fn add_channel(
+        &self,
+        creator: i64,
+        title: &str,
+        about: &str,
+        megagroup: bool,
+        members: &[i64],
+    ) -> i64 {
+        self.inner
+            .lock()
+            .add_channel(creator, title, about, megagroup, members)
+    }
+
+    /// `from` writes in basic group `group`; every member is told. Returns the message's
+    /// number in `from`'s box.
+    pub fn send_group(
+        &self,
+        from: i64,
+        group: i64,
+        text: &str,
+        entities: Vec<tl::enums::MessageEntity>,
+    ) -> anyhow::Result<i32> {
+        self.send_chat(from, state::ChatPeer::Group(group), text, entities)
+    }
+
+    /// `from` writes (posts) in channel or supergroup `channel`; every member is told with
+    /// `updateNewChannelMessage`. Returns the message's number in the channel.
+    pub fn send_channel(
+        &self,
+        from: i64,
+        channel: i64,
+        text: &str,
+        entities: Vec<tl::enums::MessageEntity>,
+    ) -> anyhow::Result<i32> {
+        self.send_chat(from, state::ChatPeer::Channel(channel), text, entities)
+    }
+
+    fn send_chat(
+        &self,
+        from: i64,
+        chat: state::ChatPeer,
+        text: &str,
+        entities: Vec<tl::enums::MessageEntity>,
+    ) -> anyhow::Result<i32> {
+        let (sent, _) = self
+            .inner
+            .lock()
+            .send_to_chat(from, chat, text, entities, None, None, true)
+            .map_err(|(code, message)| anyhow::anyhow!("{code} {message}"))?;
+        Ok(sent.id)
+    }
+
+    /// The messages of basic group `group` as `account` sees them, oldest first.
+    pub fn group_messages(&self, account: i64, group: i64) -> Vec<SimMessage> {
+        let data = self.inner.lock();
+        let Some(mailbox) = data.boxes.get(&account) else {
+            return Vec::new();
+        };
+        mailbox
+            .messages
+            .iter()
+            .filter(|m| m.chat == Some(state::ChatPeer::Group(group)))
+            .map(sim_message)
+            .collect()
+    }
+
+    /// The messages of channel or supergroup `channel`, oldest first (`out`: sent by
+    /// `account`).
+    pub fn channel_messages(&self, account: i64, channel: i64) -> Vec<SimMessage> {
+        let data = self.inner.lock();
+        let Some(channel) = data.channels.get(&channel) else {
+            return Vec::new();
+        };
+        channel
+            .messages
+            .iter()
             .map(|m| SimMessage {
-                id: m.id,
-                from: m.from,
-                out: m.out,
-                text: m.text.clone(),
-                entities: m.entities.iter().map(describe_entity).collect(),
-                reply_to: m.reply_to,
-                edited: m.edit_date.is_some(),
+                out: m.from == account,
+                ..sim_message(m)
             })
             .collect()
     }
@@ -360,7 +444,7 @@ impl TelegramSim {
         let Some(max_id) = mailbox
             .messages
             .iter()
-            .filter(|m| m.peer == reader && m.out)
+            .filter(|m| m.peer == reader && m.out && m.chat.is_none())
             .map(|m| m.id)
             .max()
         else {
@@ -400,9 +484,32 @@ impl TelegramSim {
             .insert(method.to_owned(), (seconds, times));
     }
 
+    /// Answers every call of `method` for the next `seconds` with 420 FLOOD_WAIT_`n`, `n`
+    /// the seconds left, as Telegram does while an account is held back.
+    pub fn flood_for(&self, method: &str, seconds: u64) {
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+        self.inner
+            .lock()
+            .flood_windows
+            .insert(method.to_owned(), until);
+    }
+
     /// The user the preset key is signed in as.
     pub fn signed_in(&self) -> Option<i64> {
         self.inner.lock().signed_in(&self.key)
+    }
+}
+
+/// A stored message as the control API shows it.
+fn sim_message(m: &state::Stored) -> SimMessage {
+    SimMessage {
+        id: m.id,
+        from: m.from,
+        out: m.out,
+        text: m.text.clone(),
+        entities: m.entities.iter().map(describe_entity).collect(),
+        reply_to: m.reply_to,
+        edited: m.edit_date.is_some(),
     }
 }
 
@@ -418,6 +525,7 @@ fn describe_entity(entity: &tl::enums::MessageEntity) -> (String, i32, i32) {
         E::Pre(e) => (format!("pre:{}", e.language), e.offset, e.length),
         E::TextUrl(e) => (format!("text_url:{}", e.url), e.offset, e.length),
         E::Spoiler(e) => ("spoiler".to_owned(), e.offset, e.length),
+        E::MentionName(e) => (format!("mention:{}", e.user_id), e.offset, e.length),
         other => (format!("{other:?}"), 0, 0),
     }
 }

@@ -30,13 +30,26 @@ pub(crate) struct User {
     pub bot_token: Option<String>,
 }
 
-/// A message in one account's box.
+/// A group or channel a message was sent in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum ChatPeer {
+    /// A basic group.
+    Group(i64),
+    /// A channel or supergroup.
+    Channel(i64),
+}
+
+/// A message in one account's box (or in a channel).
 #[derive(Debug, Clone)]
 pub(crate) struct Stored {
     pub id: i32,
     pub pts: i32,
-    /// The other side of the private chat.
+    /// The other side of a private chat (the sender in groups).
     pub peer: i64,
+    /// The group or channel, `None` in private chats.
+    pub chat: Option<ChatPeer>,
+    /// A broadcast channel's post (no author shown).
+    pub post: bool,
     pub from: i64,
     pub out: bool,
     pub text: String,
@@ -71,7 +84,7 @@ pub(crate) struct Mailbox {
 pub(crate) const FIRST_PTS: i32 = 100;
 
 impl Mailbox {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             pts: FIRST_PTS,
             last_id: 0,
@@ -127,12 +140,21 @@ pub(crate) struct Data {
     pub read: HashMap<(i64, i64), i32>,
     /// Flood waits to answer: method name → (seconds, how many more calls).
     pub floods: HashMap<String, (u32, u32)>,
+    /// Flood windows: method name → until when every call gets a flood wait.
+    pub flood_windows: HashMap<String, std::time::Instant>,
+    /// The `random_id`s of messages sent, by (sender, random_id): Telegram refuses a
+    /// second message with one (RANDOM_ID_DUPLICATE).
+    pub random_ids: HashSet<(i64, i64)>,
     /// Keys whose session the account ended from another device.
     pub revoked: HashSet<[u8; 8]>,
     /// Every method called, by name, in order.
     pub calls: Vec<String>,
+    /// Basic groups by ID.
+    pub groups: BTreeMap<i64, super::groups::Group>,
+    /// Channels and supergroups by ID.
+    pub channels: BTreeMap<i64, super::groups::Channel>,
     connections: HashMap<u64, Connection>,
-    next_user: i64,
+    pub(crate) next_user: i64,
 }
 
 /// The shared state behind a simulator and its connections.
@@ -280,6 +302,8 @@ impl Data {
                 id: mailbox.last_id,
                 pts: mailbox.pts,
                 peer,
+                chat: None,
+                post: false,
                 from,
                 out,
                 text: text.to_owned(),

@@ -492,49 +492,144 @@ async fn a_session_ended_on_the_phone_is_reported_and_a_new_login_catches_up() -
     Ok(())
 }
 
+fn outgoing(chat: &ChatRef, body: &str, reply_to: Option<&RemoteMessageId>) -> OutgoingMessage {
+    OutgoingMessage {
+        chat: chat.clone(),
+        content: text_content(body, None),
+        reply_to: reply_to.cloned(),
+        thread_root: None,
+        relayed_from: None,
+        avatar_url: None,
+    }
+}
+
+/// The texts the account sent to `peer`, oldest first.
+fn sent_texts(sim: &TelegramSim, account: i64, peer: i64) -> Vec<String> {
+    sim.messages(account, peer)
+        .into_iter()
+        .filter(|m| m.out)
+        .map(|m| m.text)
+        .collect()
+}
+
 #[tokio::test]
-async fn a_send_held_by_a_flood_wait_arrives_and_its_user_is_told() -> anyhow::Result<()> {
+async fn sends_held_by_a_flood_wait_wait_in_order_and_their_user_is_told() -> anyhow::Result<()> {
     let w = world().await?;
     let connector = TelegramConnector::new(config(&w.sim))?;
     let (id, session) = phone_login(&w, &connector).await?;
     let store = LoginStore::in_memory(&LoginId(id.clone()));
-    let (client, mut rx) = connected(&connector, &id, session, store).await?;
+    let (client, mut rx) = connected(&connector, &id, session.clone(), store.clone()).await?;
     w.sim.send_private(w.contact, w.account.id, "hello", vec![]);
     assert_eq!(next_text(&mut rx).await?, "hello");
-
-    w.sim.flood_wait("messages.sendMessage", 3, 1);
     let chat = ChatRef {
         id: RemoteChatId(w.contact.to_string()),
         receiver: Some(LoginId(id.clone())),
     };
+
+    // Telegram holds sends back for 3 s: each send returns at once with a provisional ID.
+    w.sim.flood_for("messages.sendMessage", 3);
     let started = std::time::Instant::now();
-    let outgoing = OutgoingMessage {
-        chat,
-        content: text_content("after the wait", None),
-        reply_to: None,
-        thread_root: None,
-        relayed_from: None,
-        avatar_url: None,
-    };
-    client.send_message(outgoing).await?;
+    let first = client.send_message(outgoing(&chat, "first", None)).await?;
+    let second = client
+        .send_message(outgoing(&chat, "second", Some(&first.id)))
+        .await?;
+    let third = client.send_message(outgoing(&chat, "third", None)).await?;
     assert!(
-        started.elapsed() >= Duration::from_secs(3),
-        "the send waited out the flood"
+        started.elapsed() < Duration::from_secs(2),
+        "no send waits for the flood"
     );
-    assert!(w
-        .sim
-        .messages(w.account.id, w.contact)
-        .iter()
-        .any(|m| m.out && m.text == "after the wait"));
-    assert!(w
-        .sim
-        .calls()
-        .contains(&"messages.sendMessage (flood wait)".to_owned()));
+    assert!(first.id.as_str().starts_with("queued-"), "{:?}", first.id);
+    let status = client.status().expect("ping shows the queue");
+    assert!(status.starts_with("3 messages waiting"), "{status}");
     let notice = recv(&mut rx, |e| matches!(e, RemoteEvent::Notice(_))).await?;
     let RemoteEvent::Notice(text) = notice else {
         unreachable!()
     };
     assert!(text.contains("3 seconds"), "{text}");
+    // A waiting message can still be edited or deleted.
+    client
+        .edits()
+        .expect("edits")
+        .edit_message(&chat, &second.id, text_content("second (edited)", None))
+        .await?;
+    client
+        .deletions()
+        .expect("deletions")
+        .delete_message(&chat, &third.id)
+        .await?;
+
+    bridge_tests::wait_until(WAIT, "the queued messages to be sent", || async {
+        Ok((sent_texts(&w.sim, w.account.id, w.contact).len() >= 2).then_some(()))
+    })
+    .await?;
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "sent after the wait"
+    );
+    assert_eq!(
+        sent_texts(&w.sim, w.account.id, w.contact),
+        ["first", "second (edited)"]
+    );
+    let messages = w.sim.messages(w.account.id, w.contact);
+    let first_real = messages.iter().find(|m| m.text == "first").expect("first");
+    let second_real = messages
+        .iter()
+        .find(|m| m.text == "second (edited)")
+        .expect("second");
+    assert_eq!(
+        second_real.reply_to,
+        Some(first_real.id),
+        "a reply to a queued message"
+    );
+    assert_eq!(client.status(), None, "nothing waits");
+
+    // Telegram's news about a queued message names it by the ID the core knows; an edit
+    // from Matrix reaches the real message. The sends themselves are not echoed.
+    w.sim.reply_private(
+        w.contact,
+        w.account.id,
+        "re: first",
+        vec![],
+        Some(first_real.id),
+    );
+    let reply = recv(&mut rx, |e| {
+        assert!(
+            !matches!(e, RemoteEvent::Message { sender, .. } if sender.is_from_me),
+            "an own send came back: {e:?}"
+        );
+        matches!(e, RemoteEvent::Message { .. })
+    })
+    .await?;
+    assert!(
+        matches!(&reply, RemoteEvent::Message { reply_to: Some(r), .. } if r == &first.id),
+        "{reply:?}"
+    );
+    client
+        .edits()
+        .expect("edits")
+        .edit_message(&chat, &first.id, text_content("first (fixed)", None))
+        .await?;
+    assert!(w
+        .sim
+        .messages(w.account.id, w.contact)
+        .iter()
+        .any(|m| m.id == first_real.id && m.edited && m.text == "first (fixed)"));
+
+    // What waits survives a restart, and goes out once.
+    w.sim.flood_for("messages.sendMessage", 2);
+    client.send_message(outgoing(&chat, "fourth", None)).await?;
+    client.send_message(outgoing(&chat, "fifth", None)).await?;
+    client.disconnect().await;
+    drop(client);
+    let (client, _rx) = connected(&connector, &id, session, store).await?;
+    bridge_tests::wait_until(WAIT, "the messages from before the restart", || async {
+        Ok((sent_texts(&w.sim, w.account.id, w.contact).len() >= 4).then_some(()))
+    })
+    .await?;
+    assert_eq!(
+        sent_texts(&w.sim, w.account.id, w.contact),
+        ["first (fixed)", "second (edited)", "fourth", "fifth"]
+    );
     client.disconnect().await;
     Ok(())
 }
