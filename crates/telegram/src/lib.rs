@@ -2,7 +2,7 @@
 //! built on grammers.
 //!
 //! The files follow the layout shared by every network crate: [`connector`] (the
-//! [`TelegramNetwork`] facts and the connector), [`login`] (the `phone` and `bot` flows),
+//! [`TelegramNetwork`] facts and the connector), [`login`] (the `phone`, `qr` and `bot` flows),
 //! [`client`] (one MTProto connection per login), [`chats`] (chats and users described), [`handle_remote`] (updates → remote
 //! events), [`handle_matrix`] (outgoing messages), [`convert`] (entities ↔ HTML), [`ids`],
 //! [`config`] and [`commands`]; [`session`] keeps the MTProto session in the bridge's

@@ -195,6 +195,47 @@ impl TelegramSim {
         (id, token)
     }
 
+    /// `account`'s phone scans a QR login link (`tg://login?token=…`) and accepts it: the
+    /// connection that asked for the token is told (`updateLoginToken`). Fails for an
+    /// unknown or expired token.
+    pub fn accept_login_token(&self, link: &str, account: i64) -> anyhow::Result<()> {
+        use base64::Engine as _;
+        let encoded = link
+            .strip_prefix("tg://login?token=")
+            .ok_or_else(|| anyhow::anyhow!("not a login link: {link}"))?;
+        let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(encoded)?;
+        let mut data = self.inner.lock();
+        let entry = data
+            .qr_tokens
+            .get_mut(&token)
+            .filter(|t| t.expires > state::now())
+            .ok_or_else(|| anyhow::anyhow!("unknown or expired login token"))?;
+        entry.accepted_by = Some(account);
+        let key = entry.key;
+        let updates = tl::types::UpdateShort {
+            update: tl::types::UpdateLoginToken {}.into(),
+            date: state::now(),
+        }
+        .into();
+        data.push_to_key(key, &updates);
+        Ok(())
+    }
+
+    /// Makes new QR login tokens live `seconds` (30 by default).
+    pub fn set_login_token_lifetime(&self, seconds: i32) {
+        self.inner.lock().qr_token_seconds = seconds;
+    }
+
+    /// How many QR login tokens were handed out.
+    pub fn login_tokens_issued(&self) -> usize {
+        self.inner
+            .lock()
+            .calls
+            .iter()
+            .filter(|c| *c == "auth.exportLoginToken")
+            .count()
+    }
+
     /// The newest login code sent to `phone`.
     pub fn login_code(&self, phone: &str) -> Option<String> {
         let phone: String = phone.chars().filter(char::is_ascii_digit).collect();

@@ -122,6 +122,7 @@ fn method(data: &mut Data, key: &[u8; 256], id: u32, cursor: &mut tl::Cursor) ->
         f::auth::CheckPassword::CONSTRUCTOR_ID => {
             return auth::check_password(data, key, read!(f::auth::CheckPassword))
         }
+        f::auth::ExportLoginToken::CONSTRUCTOR_ID => return auth::export_login_token(data, key),
         f::auth::ImportBotAuthorization::CONSTRUCTOR_ID => {
             return auth::import_bot(data, key, read!(f::auth::ImportBotAuthorization));
         }

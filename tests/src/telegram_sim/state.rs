@@ -94,6 +94,17 @@ impl Mailbox {
     }
 }
 
+/// A QR login token handed out by `auth.exportLoginToken`.
+#[derive(Debug, Clone)]
+pub(crate) struct QrToken {
+    /// The key that asked for it.
+    pub key: [u8; 8],
+    /// When it expires (Telegram's seconds).
+    pub expires: i32,
+    /// The account whose phone accepted it.
+    pub accepted_by: Option<i64>,
+}
+
 /// What `initConnection` said (shown in Telegram's list of active sessions).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InitInfo {
@@ -149,6 +160,10 @@ pub(crate) struct Data {
     pub revoked: HashSet<[u8; 8]>,
     /// Every method called, by name, in order.
     pub calls: Vec<String>,
+    /// QR login tokens by token.
+    pub qr_tokens: HashMap<Vec<u8>, QrToken>,
+    /// How long a QR login token lives (seconds).
+    pub qr_token_seconds: i32,
     /// Basic groups by ID.
     pub groups: BTreeMap<i64, super::groups::Group>,
     /// Channels and supergroups by ID.
@@ -176,6 +191,7 @@ impl Inner {
     pub fn new(stop: CancellationToken) -> Self {
         let data = Data {
             next_user: 100_000,
+            qr_token_seconds: 30,
             ..Data::default()
         };
         Self {
@@ -422,6 +438,14 @@ impl Data {
             .iter()
             .find(|m| m.id == id)
             .map(|m| m.shared)
+    }
+
+    /// Pushes `updates` to every connection of the key `key` (signed in or not).
+    pub fn push_to_key(&self, key: [u8; 8], updates: &tl::enums::Updates) {
+        let bytes = updates.to_bytes();
+        for connection in self.connections.values().filter(|c| c.key == key) {
+            let _ = connection.push.send(Some(bytes.clone()));
+        }
     }
 
     /// Pushes `updates` to every connection signed in as `user`.

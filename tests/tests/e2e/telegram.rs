@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bridge_core::bridge::ids::GhostNamer;
 use bridge_core::network::events::{ChatRef, LoginState, MessageContent};
-use bridge_core::network::login::{FieldKind, LoginStep};
+use bridge_core::network::login::{Display, FieldKind, LoginStep};
 use bridge_core::network::{
     EventSender, LoginId, LoginStore, NetworkClient, NetworkConnector, NetworkError,
     OutgoingContent, OutgoingMessage, RemoteChatId, RemoteEvent, RemoteMessageId, RemoteUserId,
@@ -190,7 +190,7 @@ async fn phone_login_re_asks_wrong_codes_and_passwords_and_the_session_survives_
             .iter()
             .map(|f| f.id.as_str())
             .collect::<Vec<_>>(),
-        ["phone", "bot"]
+        ["phone", "qr", "bot"]
     );
     let (id, session) = phone_login(&w, &connector).await?;
     assert_eq!(w.sim.signed_in(), Some(w.account.id));
@@ -407,6 +407,71 @@ async fn phone_login_re_asks_wrong_codes_and_passwords_and_the_session_survives_
         "no duplicate of the caught-up message"
     );
     client.disconnect().await;
+    Ok(())
+}
+
+/// The QR link a step shows.
+fn qr_link(step: &LoginStep) -> String {
+    match step {
+        LoginStep::DisplayAndWait {
+            step_id,
+            display: Display::Qr(link),
+            ..
+        } if step_id == "qr" => link.clone(),
+        other => panic!("not a QR step: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn qr_login_refreshes_its_code_is_accepted_on_the_phone_then_asks_the_cloud_password(
+) -> anyhow::Result<()> {
+    let w = world().await?;
+    w.sim.set_login_token_lifetime(6);
+    let connector = TelegramConnector::new(config(&w.sim))?;
+    let mut login = connector.create_login("qr").await?;
+    let first = qr_link(&login.start().await?);
+    assert!(first.starts_with("tg://login?token="), "{first}");
+    // Shown again with a new token before the old one expires.
+    let second = qr_link(&tokio::time::timeout(WAIT, login.wait()).await??);
+    assert_ne!(first, second);
+    assert!(w.sim.login_tokens_issued() >= 2);
+
+    w.sim.accept_login_token(&second, w.account.id)?;
+    let step = tokio::time::timeout(WAIT, login.wait()).await??;
+    assert_eq!(step_id(&step), "password");
+    match login.submit_input(one("password", "wrong password")).await {
+        Err(NetworkError::BadInput(message)) => assert!(message.contains("password"), "{message}"),
+        other => panic!("a wrong password must be re-asked: {other:?}"),
+    }
+    let done = login.submit_input(one("password", PASSWORD)).await?;
+    let LoginStep::Complete {
+        login: completed, ..
+    } = done
+    else {
+        panic!("{done:?}")
+    };
+    assert_eq!(completed.remote_id, w.account.id.to_string());
+    assert_eq!(completed.remote_name, "Alice Liddell");
+
+    // The session works.
+    let id = completed.remote_id.clone();
+    let store = LoginStore::in_memory(&LoginId(id.clone()));
+    let (client, mut rx) = connected(&connector, &id, completed.session, store).await?;
+    w.sim
+        .send_private(w.contact, w.account.id, "hello by QR", vec![]);
+    assert_eq!(next_text(&mut rx).await?, "hello by QR");
+    client.disconnect().await;
+
+    // An account without a cloud password is done once the phone accepts.
+    let other = w.sim.add_account("+1 555 0100", "Olga", None, None);
+    let mut login = connector.create_login("qr").await?;
+    let link = qr_link(&login.start().await?);
+    w.sim.accept_login_token(&link, other.id)?;
+    let done = tokio::time::timeout(WAIT, login.wait()).await??;
+    assert!(
+        matches!(&done, LoginStep::Complete { login, .. } if login.remote_id == other.id.to_string() && login.remote_name == "Olga"),
+        "{done:?}"
+    );
     Ok(())
 }
 
