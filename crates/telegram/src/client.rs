@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use bridge_core::backoff::Backoff;
-use bridge_core::network::client::{DeleteHandler, EditHandler, PresenceHandler};
+use bridge_core::network::client::{DeleteHandler, EditHandler, PresenceHandler, ReactionHandler};
 use bridge_core::network::events::{ChatInfo, ChatRef, LoginState, UserInfo};
 use bridge_core::network::{
     EventSender, LoginId, NetworkClient, NetworkError, OutgoingContent, OutgoingMessage,
@@ -584,6 +584,10 @@ impl NetworkClient for TelegramClient {
         Some(self)
     }
 
+    fn reactions(&self) -> Option<&dyn ReactionHandler> {
+        Some(self)
+    }
+
     async fn logout(&self) -> Result<(), NetworkError> {
         if let Ok(client) = self.shared.client() {
             if let Err(error) = timed(
@@ -609,6 +613,31 @@ impl EditHandler for TelegramClient {
         content: OutgoingContent,
     ) -> Result<(), NetworkError> {
         crate::handle_matrix::edit_message(&self.shared, chat, id, content).await
+    }
+}
+
+#[async_trait::async_trait]
+impl ReactionHandler for TelegramClient {
+    fn emoji_id(&self, key: &str) -> Option<bridge_core::network::EmojiId> {
+        crate::reactions::emoji_id(key)
+    }
+
+    async fn add_reaction(
+        &self,
+        chat: &ChatRef,
+        target: &RemoteMessageId,
+        emoji: &bridge_core::network::EmojiId,
+    ) -> Result<(), NetworkError> {
+        self.shared.react(chat, target, Some(emoji)).await
+    }
+
+    async fn remove_reaction(
+        &self,
+        chat: &ChatRef,
+        target: &RemoteMessageId,
+        _emoji: &bridge_core::network::EmojiId,
+    ) -> Result<(), NetworkError> {
+        self.shared.react(chat, target, None).await
     }
 }
 

@@ -108,6 +108,14 @@ pub async fn handle(shared: &Shared, update: tl::enums::Update, _peers: &PeerMap
             }
             true
         }
+        U::MessageReactions(update) => {
+            for event in shared.reaction_events(update).await {
+                if !emit(shared, event).await {
+                    return false;
+                }
+            }
+            true
+        }
         U::UserTyping(typing) => {
             let chat = PeerId::user_unchecked(typing.user_id);
             let timeout_ms = match typing.action {

@@ -6,7 +6,7 @@
 //! [`client`] (one MTProto connection per login), [`chats`] (chats and users described), [`handle_remote`] (updates → remote
 //! events), [`handle_matrix`] (outgoing messages), [`convert`] (entities ↔ HTML), [`ids`],
 //! [`config`] and [`commands`]; [`session`] keeps the MTProto session in the bridge's
-//! database, and [`outbox`] the messages waiting out a flood wait.
+//! database, [`outbox`] the messages waiting out a flood wait, and [`reactions`] reactions both ways.
 
 pub mod chats;
 pub mod client;
@@ -19,6 +19,7 @@ pub mod handle_remote;
 pub mod ids;
 pub mod login;
 pub mod outbox;
+pub mod reactions;
 pub mod session;
 
 pub use config::TelegramConfig;

@@ -286,6 +286,7 @@ impl Data {
                         reply_to: reply_here,
                         shared,
                         edit_date: None,
+                        reactions: Vec::new(),
                     };
                     mailbox.messages.push(message.clone());
                     copies.push((*member, message));
@@ -311,6 +312,7 @@ impl Data {
                     reply_to,
                     shared,
                     edit_date: None,
+                    reactions: Vec::new(),
                 };
                 channel.messages.push(message.clone());
                 for member in &members {

@@ -52,6 +52,8 @@ pub struct SimMessage {
     pub reply_to: Option<i32>,
     /// Whether it was edited.
     pub edited: bool,
+    /// Who reacted with what.
+    pub reactions: Vec<(i64, String)>,
 }
 
 /// An account that can log in.
@@ -297,6 +299,18 @@ impl TelegramSim {
             return;
         };
         for (user, updates) in data.edit_shared(shared, text, Vec::new()) {
+            data.push(user, &updates);
+        }
+    }
+
+    /// `from` reacts with `emoji` (or with `None` takes their reaction back) on message
+    /// `id` of `owner`'s box, their private chat; both sides are told.
+    pub fn react(&self, from: i64, owner: i64, id: i32, emoji: Option<&str>) {
+        let mut data = self.inner.lock();
+        let Some(shared) = data.shared_of(owner, id) else {
+            return;
+        };
+        for (user, updates) in data.react_shared(shared, from, emoji) {
             data.push(user, &updates);
         }
     }
@@ -551,6 +565,7 @@ fn sim_message(m: &state::Stored) -> SimMessage {
         entities: m.entities.iter().map(describe_entity).collect(),
         reply_to: m.reply_to,
         edited: m.edit_date.is_some(),
+        reactions: m.reactions.clone(),
     }
 }
 

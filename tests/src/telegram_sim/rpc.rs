@@ -202,6 +202,29 @@ fn method(data: &mut Data, key: &[u8; 256], id: u32, cursor: &mut tl::Cursor) ->
         f::messages::EditMessage::CONSTRUCTOR_ID => {
             edit_message(data, me, read!(f::messages::EditMessage))
         }
+        f::messages::SendReaction::CONSTRUCTOR_ID => {
+            let request = read!(f::messages::SendReaction);
+            input_peer(data, me, &request.peer)?;
+            let shared = data
+                .shared_of(me, request.msg_id)
+                .ok_or_else(|| bad("MESSAGE_ID_INVALID"))?;
+            let emoji = match request.reaction.as_deref() {
+                Some([tl::enums::Reaction::Emoji(emoji)]) => Some(emoji.emoticon.clone()),
+                Some([]) | None => None,
+                Some(_) => return Err(bad("REACTION_INVALID")),
+            };
+            let mut answer = None;
+            for (owner, updates) in data.react_shared(shared, me, emoji.as_deref()) {
+                if owner == me {
+                    answer = Some(updates);
+                } else {
+                    data.push(owner, &updates);
+                }
+            }
+            answer
+                .map(|u| u.to_bytes())
+                .ok_or_else(|| bad("MESSAGE_ID_INVALID"))
+        }
         f::messages::DeleteMessages::CONSTRUCTOR_ID => {
             delete_messages(data, me, read!(f::messages::DeleteMessages))
         }

@@ -59,6 +59,8 @@ pub(crate) struct Stored {
     /// The same for both copies of a private message (sender's and receiver's).
     pub shared: u64,
     pub edit_date: Option<i32>,
+    /// Who reacted with what.
+    pub reactions: Vec<(i64, String)>,
 }
 
 /// A change to an existing message, logged with its pts for `updates.getDifference`.
@@ -328,6 +330,7 @@ impl Data {
                 reply_to,
                 shared,
                 edit_date: None,
+                reactions: Vec::new(),
             };
             mailbox.messages.push(message.clone());
             message
@@ -438,6 +441,71 @@ impl Data {
             .iter()
             .find(|m| m.id == id)
             .map(|m| m.shared)
+    }
+
+    /// `user` sets (or with `None` removes) their reaction on the private message `shared`;
+    /// returns each owner's `updateMessageReactions` (as that owner sees the message).
+    pub fn react_shared(
+        &mut self,
+        shared: u64,
+        user: i64,
+        emoji: Option<&str>,
+    ) -> Vec<(i64, tl::enums::Updates)> {
+        let mut changed = Vec::new();
+        for (owner, mailbox) in &mut self.boxes {
+            let Some(message) = mailbox.messages.iter_mut().find(|m| m.shared == shared) else {
+                continue;
+            };
+            message.reactions.retain(|(u, _)| *u != user);
+            if let Some(emoji) = emoji {
+                message.reactions.push((user, emoji.to_owned()));
+            }
+            changed.push((*owner, message.clone()));
+        }
+        changed
+            .into_iter()
+            .map(|(owner, message)| {
+                let recent = message
+                    .reactions
+                    .iter()
+                    .map(|(u, e)| {
+                        tl::types::MessagePeerReaction {
+                            big: false,
+                            unread: false,
+                            my: *u == owner,
+                            peer_id: tl::types::PeerUser { user_id: *u }.into(),
+                            date: now(),
+                            reaction: tl::types::ReactionEmoji {
+                                emoticon: e.clone(),
+                            }
+                            .into(),
+                        }
+                        .into()
+                    })
+                    .collect();
+                let update = tl::types::UpdateMessageReactions {
+                    peer: tl::types::PeerUser {
+                        user_id: message.peer,
+                    }
+                    .into(),
+                    msg_id: message.id,
+                    top_msg_id: None,
+                    saved_peer_id: None,
+                    reactions: tl::types::MessageReactions {
+                        min: false,
+                        can_see_list: true,
+                        reactions_as_tags: false,
+                        results: Vec::new(),
+                        recent_reactions: Some(recent),
+                        top_reactors: None,
+                    }
+                    .into(),
+                }
+                .into();
+                let updates = self.updates(owner, &[message.peer], update, now());
+                (owner, updates)
+            })
+            .collect()
     }
 
     /// Pushes `updates` to every connection of the key `key` (signed in or not).

@@ -699,21 +699,28 @@ async fn sends_held_by_a_flood_wait_wait_in_order_and_their_user_is_told() -> an
     Ok(())
 }
 
-#[tokio::test]
-async fn typing_read_receipts_and_name_changes() -> anyhow::Result<()> {
+/// A logged-in client that received `text` from the contact: the world, the client, its
+/// events, the private chat and the message's number.
+async fn chatting(
+    text: &str,
+) -> anyhow::Result<(World, Arc<dyn NetworkClient>, Events, ChatRef, i32)> {
     let w = world().await?;
     let connector = TelegramConnector::new(config(&w.sim))?;
     let (id, session) = phone_login(&w, &connector).await?;
     let store = LoginStore::in_memory(&LoginId(id.clone()));
     let (client, mut rx) = connected(&connector, &id, session, store).await?;
-    let incoming = w
-        .sim
-        .send_private(w.contact, w.account.id, "are you there?", vec![]);
-    assert_eq!(next_text(&mut rx).await?, "are you there?");
+    let incoming = w.sim.send_private(w.contact, w.account.id, text, vec![]);
+    assert_eq!(next_text(&mut rx).await?, text);
     let chat = ChatRef {
         id: RemoteChatId(w.contact.to_string()),
-        receiver: Some(LoginId(id.clone())),
+        receiver: Some(LoginId(id)),
     };
+    Ok((w, client, rx, chat, incoming))
+}
+
+#[tokio::test]
+async fn typing_read_receipts_and_name_changes() -> anyhow::Result<()> {
+    let (w, client, mut rx, chat, incoming) = chatting("are you there?").await?;
 
     w.sim.typing(w.contact, w.account.id);
     let typing = recv(&mut rx, |e| matches!(e, RemoteEvent::Typing { .. })).await?;
@@ -756,6 +763,55 @@ async fn typing_read_receipts_and_name_changes() -> anyhow::Result<()> {
         matches!(&read, RemoteEvent::ReadReceipt { chat: c, sender, up_to } if c == &chat && sender.user.as_str() == w.contact.to_string() && up_to == &sent.id),
         "{read:?}"
     );
+    client.disconnect().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn reactions_both_ways_and_unknown_ones_are_refused() -> anyhow::Result<()> {
+    let (w, client, mut rx, chat, incoming) = chatting("react to me").await?;
+    let target = RemoteMessageId(incoming.to_string());
+    let reactions = client.reactions().expect("reactions");
+    assert!(
+        reactions.emoji_id("🦆").is_none(),
+        "not a Telegram reaction"
+    );
+    let heart = reactions.emoji_id("❤️").expect("a Telegram reaction");
+
+    // Matrix → Telegram; its echo is not reported back.
+    reactions.add_reaction(&chat, &target, &heart).await?;
+    let reacted = |account: i64| {
+        w.sim
+            .messages(account, w.contact)
+            .into_iter()
+            .find(|m| m.id == incoming)
+            .map(|m| m.reactions)
+            .unwrap_or_default()
+    };
+    assert_eq!(reacted(w.account.id), [(w.account.id, "❤".to_owned())]);
+
+    // Telegram → Matrix: Bob reacts, then takes it back.
+    w.sim.react(w.contact, w.account.id, incoming, Some("👍"));
+    let added = recv(&mut rx, |e| {
+        assert!(
+            !matches!(e, RemoteEvent::ReactionAdd { sender, .. } if sender.is_from_me),
+            "the bridge's own reaction came back: {e:?}"
+        );
+        matches!(e, RemoteEvent::ReactionAdd { .. })
+    })
+    .await?;
+    assert!(
+        matches!(&added, RemoteEvent::ReactionAdd { target: t, sender, emoji, .. } if t == &target && sender.user.as_str() == w.contact.to_string() && emoji == "👍"),
+        "{added:?}"
+    );
+    w.sim.react(w.contact, w.account.id, incoming, None);
+    let removed = recv(&mut rx, |e| matches!(e, RemoteEvent::ReactionRemove { .. })).await?;
+    assert!(
+        matches!(&removed, RemoteEvent::ReactionRemove { sender, emoji_id, .. } if sender.user.as_str() == w.contact.to_string() && emoji_id.0 == "👍"),
+        "{removed:?}"
+    );
+    reactions.remove_reaction(&chat, &target, &heart).await?;
+    assert!(reacted(w.account.id).is_empty());
     client.disconnect().await;
     Ok(())
 }
