@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use bridge_core::backoff::Backoff;
-use bridge_core::network::client::{DeleteHandler, EditHandler, PresenceHandler};
-use bridge_core::network::events::{ChatInfo, ChatMember, ChatRef, LoginState, UserInfo};
+use bridge_core::network::client::{DeleteHandler, EditHandler, PresenceHandler, ReactionHandler};
+use bridge_core::network::events::{ChatInfo, ChatRef, LoginState, UserInfo};
 use bridge_core::network::{
     EventSender, LoginId, NetworkClient, NetworkError, OutgoingContent, OutgoingMessage,
     RemoteEvent, RemoteMessageId, RemoteUserId, SentMessage,
@@ -18,7 +18,7 @@ use grammers_client::sender::{
     AutoSleep, ConnectionParams, RetryContext, RetryPolicy, SenderPool, UpdatesConfiguration,
 };
 use grammers_client::{tl, Client, InvocationError};
-use grammers_session::types::{PeerId, PeerKind, PeerRef};
+use grammers_session::types::{PeerId, PeerRef};
 use grammers_session::updates::UpdatesLike;
 use std::ops::ControlFlow;
 use tokio::sync::mpsc;
@@ -26,46 +26,39 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::TelegramConfig;
-use crate::session::StoredSession;
+use crate::outbox::Outbox;
+use crate::session::{AppliedState, StoredSession, STATE_SETTLE};
 use crate::{handle_remote, ids};
 
 /// The timeout of one call to Telegram (flood waits up to the configured ceiling come on top).
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// How long a send may be held by a flood wait before its user is told.
-pub const FLOOD_NOTICE_AFTER: Duration = Duration::from_secs(3);
-
 /// grammers' [`AutoSleep`] (sleeps through flood waits up to the configured ceiling, a few
-/// times), which also reports waits of a message send of [`FLOOD_NOTICE_AFTER`] or more.
+/// times), except for message sends: their flood waits are the [`crate::outbox`]'s to wait
+/// out, durably and in order.
 struct FloodPolicy {
     sleep: AutoSleep,
-    waits: Option<mpsc::UnboundedSender<Duration>>,
 }
 
 impl RetryPolicy for FloodPolicy {
     fn should_retry(&self, context: &RetryContext) -> ControlFlow<(), Duration> {
-        let decision = self.sleep.should_retry(context);
-        if let (ControlFlow::Continue(wait), Some(waits), InvocationError::Rpc(rpc)) =
-            (&decision, &self.waits, &context.error)
-        {
+        if let InvocationError::Rpc(rpc) = &context.error {
             let is_send = rpc.caused_by
                 == Some(<tl::functions::messages::SendMessage as tl::Identifiable>::CONSTRUCTOR_ID);
-            if rpc.code == 420 && is_send && *wait >= FLOOD_NOTICE_AFTER {
-                let _ = waits.send(*wait);
+            if rpc.code == 420 && is_send {
+                return ControlFlow::Break(());
             }
         }
-        decision
+        self.sleep.should_retry(context)
     }
 }
 
 /// A grammers client over `session` with its sender pool running: the client, the updates
-/// the pool receives, and the pool's task (it ends after [`Client::disconnect`]). Flood
-/// waits of sends go to `waits`.
+/// the pool receives, and the pool's task (it ends after [`Client::disconnect`]).
 pub(crate) fn open(
     session: Arc<StoredSession>,
     api_id: i32,
     config: &TelegramConfig,
-    waits: Option<mpsc::UnboundedSender<Duration>>,
 ) -> (Client, mpsc::Receiver<UpdatesLike>, JoinHandle<()>) {
     let sleep = AutoSleep {
         tries: std::num::NonZeroU32::new(3).unwrap_or(std::num::NonZeroU32::MIN),
@@ -76,7 +69,7 @@ pub(crate) fn open(
         device_model: config.device_model.clone(),
         system_version: config.system_version.clone(),
         app_version: config.app_version.clone(),
-        retry_policy: Box::new(FloodPolicy { sleep, waits }),
+        retry_policy: Box::new(FloodPolicy { sleep }),
         ..ConnectionParams::default()
     };
     let SenderPool {
@@ -87,6 +80,14 @@ pub(crate) fn open(
     let client = Client::new(handle);
     let task = tokio::spawn(runner.run());
     (client, updates, task)
+}
+
+/// Now, in milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// Maps a grammers error to the core's error kinds.
@@ -138,7 +139,7 @@ pub struct Shared {
     /// Where remote events go.
     pub(crate) events: EventSender,
     api_id: i32,
-    session: Arc<StoredSession>,
+    pub(crate) session: Arc<StoredSession>,
     state: Mutex<LoginState>,
     client: Mutex<Option<Client>>,
     /// Messages `(chat, id)` the bridge is editing, whose edit update is its own echo.
@@ -148,6 +149,8 @@ pub struct Shared {
     sends: Mutex<Sends>,
     /// Signalled when a send ends.
     send_done: tokio::sync::Notify,
+    /// Messages waiting for a flood wait to pass (or for Telegram to be reachable).
+    pub(crate) outbox: Outbox,
 }
 
 /// See [`Shared::sends`].
@@ -258,21 +261,7 @@ impl Shared {
     async fn run(self: Arc<Self>, cancel: CancellationToken) {
         // Cancelled on shutdown, or when Telegram ends the session.
         let cancel = cancel.child_token();
-        let (waits, mut waited) = mpsc::unbounded_channel();
-        let (client, updates, pool) =
-            open(self.session.clone(), self.api_id, &self.config, Some(waits));
-        let events = self.events.clone();
-        let notices = tokio::spawn(async move {
-            while let Some(wait) = waited.recv().await {
-                let notice = format!(
-                    "Telegram asked the bridge to slow down: your messages wait {} seconds before they are sent.",
-                    wait.as_secs()
-                );
-                if !events.send(RemoteEvent::Notice(notice)).await {
-                    break;
-                }
-            }
-        });
+        let (client, updates, pool) = open(self.session.clone(), self.api_id, &self.config);
         *lock(&self.client) = Some(client.clone());
         self.report(LoginState::Connecting).await;
         let mut backoff = Backoff::reconnect();
@@ -303,13 +292,14 @@ impl Shared {
         }
         if !cancel.is_cancelled() {
             let keepalive = tokio::spawn(self.clone().keepalive(client.clone(), cancel.clone()));
+            let outbox = tokio::spawn(self.clone().run_outbox(cancel.clone()));
             self.follow_updates(&client, updates, &cancel).await;
             cancel.cancel();
             let _ = keepalive.await;
+            let _ = outbox.await;
         }
         client.disconnect();
         *lock(&self.client) = None;
-        notices.abort();
         if tokio::time::timeout(Duration::from_secs(10), pool)
             .await
             .is_err()
@@ -318,6 +308,8 @@ impl Shared {
         }
     }
 
+    /// Follows the updates until cancelled: each becomes the core's events, and the update
+    /// state is stored only once the core has applied them (see [`AppliedState`]).
     async fn follow_updates(
         &self,
         client: &Client,
@@ -340,20 +332,36 @@ impl Shared {
         };
         self.report(LoginState::Connected).await;
         let mut backoff = Backoff::reconnect();
+        let mut applied = AppliedState::default();
         loop {
-            let next = tokio::select! {
-                () = cancel.cancelled() => break,
-                next = stream.next_raw() => next,
+            let next = {
+                let next = stream.next_raw();
+                tokio::pin!(next);
+                loop {
+                    // The stream first: the other branches run only while no update is at
+                    // hand, so every update of the last batch has been applied then.
+                    tokio::select! {
+                        biased;
+                        next = &mut next => break Some(next),
+                        () = cancel.cancelled() => {
+                            applied.store(&self.session, &self.login).await;
+                            break None;
+                        }
+                        () = tokio::time::sleep(STATE_SETTLE), if applied.has_pending() => {
+                            applied.store(&self.session, &self.login).await;
+                        }
+                    }
+                }
             };
+            let Some(next) = next else { break };
             match next {
-                Ok((update, _, peers)) => {
+                Ok((update, state, peers)) => {
                     backoff.reset();
+                    applied.next(&state, &self.session, &self.login).await;
                     if !handle_remote::handle(self, update, &peers).await {
                         break;
                     }
-                    if let Err(error) = stream.sync_update_state().await {
-                        tracing::warn!(login = %self.login, %error, "could not store the update state");
-                    }
+                    applied.applied(state);
                     self.report(LoginState::Connected).await;
                 }
                 Err(error) if is_unauthorized(&error) => {
@@ -373,9 +381,8 @@ impl Shared {
                 }
             }
         }
-        if let Err(error) = stream.sync_update_state().await {
-            tracing::warn!(login = %self.login, %error, "could not store the update state");
-        }
+        // Leaving in the middle of a batch (the core stopping) stores nothing of it: after a
+        // restart the batch comes again, and the core skips what it already bridged.
     }
 
     /// Asks Telegram for the update state every `keepalive_seconds`: keeps a connection
@@ -429,6 +436,52 @@ impl Shared {
     }
 }
 
+impl crate::convert::MentionMap for Shared {
+    fn link(&self, user: i64) -> Option<String> {
+        let target = self.events.mention_target(&ids::user_id(user))?;
+        Some(format!("https://matrix.to/#/{target}"))
+    }
+
+    fn user(&self, link: &str) -> Option<i64> {
+        let user = crate::convert::matrix_to_user(link)?;
+        let user = ruma::OwnedUserId::try_from(user).ok()?;
+        ids::parse_user(&self.events.remote_user_id(&user)?)
+    }
+}
+
+impl Shared {
+    /// Text mentions by user ID as Telegram takes them from a client: with the user's
+    /// access hash (a mention of a user this login has not seen stays plain text).
+    pub(crate) async fn input_mentions(
+        &self,
+        entities: Vec<tl::enums::MessageEntity>,
+    ) -> Vec<tl::enums::MessageEntity> {
+        let mut out = Vec::with_capacity(entities.len());
+        for entity in entities {
+            let tl::enums::MessageEntity::MentionName(mention) = &entity else {
+                out.push(entity);
+                continue;
+            };
+            let Some(peer) = self.peer_ref(PeerId::user_unchecked(mention.user_id)).await else {
+                continue;
+            };
+            out.push(
+                tl::types::InputMessageEntityMentionName {
+                    offset: mention.offset,
+                    length: mention.length,
+                    user_id: tl::types::InputUser {
+                        user_id: mention.user_id,
+                        access_hash: peer.auth.hash(),
+                    }
+                    .into(),
+                }
+                .into(),
+            );
+        }
+        out
+    }
+}
+
 /// One login's connection to Telegram.
 pub struct TelegramClient {
     /// The state its tasks share.
@@ -456,6 +509,7 @@ impl TelegramClient {
             edit_echoes: Mutex::default(),
             sends: Mutex::default(),
             send_done: tokio::sync::Notify::new(),
+            outbox: Outbox::default(),
         };
         Self {
             shared: Arc::new(shared),
@@ -496,62 +550,20 @@ impl NetworkClient for TelegramClient {
         lock(&self.shared.state).clone()
     }
 
+    fn status(&self) -> Option<String> {
+        self.shared.outbox.status()
+    }
+
     async fn send_message(&self, message: OutgoingMessage) -> Result<SentMessage, NetworkError> {
         crate::handle_matrix::send_message(&self.shared, message).await
     }
 
     async fn chat_info(&self, chat: &ChatRef) -> Result<ChatInfo, NetworkError> {
-        let peer = ids::parse_chat(&chat.id)
-            .ok_or_else(|| NetworkError::NotFound(format!("chat {}", chat.id.as_str())))?;
-        match peer.kind() {
-            PeerKind::User => {
-                let mut members = vec![ChatMember {
-                    user: ids::user_id(peer.bare_id_unchecked()),
-                    nickname: None,
-                    is_admin: false,
-                }];
-                if let Some(me) = self.shared.self_id() {
-                    members.push(ChatMember {
-                        user: ids::user_id(me),
-                        nickname: None,
-                        is_admin: false,
-                    });
-                }
-                Ok(ChatInfo {
-                    is_direct: true,
-                    members: Some(members),
-                    ..ChatInfo::default()
-                })
-            }
-            _ => Err(NetworkError::Unsupported(
-                "Telegram groups and channels (not yet)".to_owned(),
-            )),
-        }
+        self.shared.chat_info(chat).await
     }
 
     async fn user_info(&self, user: &RemoteUserId) -> Result<UserInfo, NetworkError> {
-        let id = ids::parse_user(user)
-            .ok_or_else(|| NetworkError::NotFound(format!("user {}", user.as_str())))?;
-        let client = self.shared.client()?;
-        let peer = self
-            .shared
-            .peer_ref(PeerId::user_unchecked(id))
-            .await
-            .ok_or_else(|| NetworkError::NotFound(format!("user {id} (not seen yet)")))?;
-        let input = tl::enums::InputUser::User(tl::types::InputUser {
-            user_id: id,
-            access_hash: peer.auth.hash(),
-        });
-        let users = timed(
-            &self.shared.config,
-            client.invoke(&tl::functions::users::GetUsers { id: vec![input] }),
-        )
-        .await?;
-        let user = users
-            .into_iter()
-            .next()
-            .ok_or_else(|| NetworkError::NotFound(format!("user {id}")))?;
-        Ok(handle_remote::user_info(&user))
+        self.shared.user_info(user).await
     }
 
     async fn download_media(&self, source: &str) -> Result<(Bytes, Option<String>), NetworkError> {
@@ -569,6 +581,10 @@ impl NetworkClient for TelegramClient {
     }
 
     fn presence(&self) -> Option<&dyn PresenceHandler> {
+        Some(self)
+    }
+
+    fn reactions(&self) -> Option<&dyn ReactionHandler> {
         Some(self)
     }
 
@@ -597,6 +613,31 @@ impl EditHandler for TelegramClient {
         content: OutgoingContent,
     ) -> Result<(), NetworkError> {
         crate::handle_matrix::edit_message(&self.shared, chat, id, content).await
+    }
+}
+
+#[async_trait::async_trait]
+impl ReactionHandler for TelegramClient {
+    fn emoji_id(&self, key: &str) -> Option<bridge_core::network::EmojiId> {
+        crate::reactions::emoji_id(key)
+    }
+
+    async fn add_reaction(
+        &self,
+        chat: &ChatRef,
+        target: &RemoteMessageId,
+        emoji: &bridge_core::network::EmojiId,
+    ) -> Result<(), NetworkError> {
+        self.shared.react(chat, target, Some(emoji)).await
+    }
+
+    async fn remove_reaction(
+        &self,
+        chat: &ChatRef,
+        target: &RemoteMessageId,
+        _emoji: &bridge_core::network::EmojiId,
+    ) -> Result<(), NetworkError> {
+        self.shared.react(chat, target, None).await
     }
 }
 

@@ -11,7 +11,7 @@ use bridge_core::network::{
 
 use crate::client::TelegramClient;
 use crate::config::{TelegramConfig, TestDc};
-use crate::login::{BotLogin, PhoneLogin, Setup};
+use crate::login::{BotLogin, PhoneLogin, QrLogin, Setup};
 use crate::session::StoredSession;
 
 /// The Telegram network, as the `bridge-telegram` binary sees it.
@@ -77,7 +77,7 @@ test_auth_key: ""
 "#
 );
 
-/// The Telegram connector: offers the `phone` and `bot` flows and builds one
+/// The Telegram connector: offers the `phone`, `qr` and `bot` flows and builds one
 /// [`TelegramClient`] per login.
 pub struct TelegramConnector {
     config: TelegramConfig,
@@ -109,6 +109,11 @@ impl NetworkConnector for TelegramConnector {
                 description: "Log in with your phone number, the code Telegram sends you and your cloud password if you set one.".to_owned(),
             },
             LoginFlow {
+                id: "qr".to_owned(),
+                name: "QR code".to_owned(),
+                description: "Scan a QR code with Telegram on your phone (Settings → Devices → Link Desktop Device), then your cloud password if you set one.".to_owned(),
+            },
+            LoginFlow {
                 id: "bot".to_owned(),
                 name: "Bot token".to_owned(),
                 description: "Log in as a Telegram bot with its token from @BotFather (for relaying).".to_owned(),
@@ -128,6 +133,7 @@ impl NetworkConnector for TelegramConnector {
         };
         match flow {
             "phone" => Ok(Box::new(PhoneLogin::new(setup))),
+            "qr" => Ok(Box::new(QrLogin::new(setup))),
             "bot" => Ok(Box::new(BotLogin::new(setup))),
             other => Err(NetworkError::NotFound(format!("login flow {other}"))),
         }

@@ -5,15 +5,67 @@
 //! tags (`<strong>`, `<em>`, `<u>`, `<del>`, `<code>`, `<pre><code class="language-…">`,
 //! `<a href>`, `<span data-mx-spoiler>`, `<blockquote>`); [`from_matrix`] walks Matrix HTML
 //! (parsed by `ruma-html`) back into text and entities. Entities it does not know are kept
-//! as plain text.
+//! as plain text. Text mentions (a mention of a user by ID) and Matrix pills map onto each
+//! other through a [`MentionMap`].
 
 use grammers_client::tl;
 use ruma::html::{Html, NodeData, NodeRef};
 
+/// How Telegram users and the Matrix users that stand for them (ghosts, or the login's
+/// owner for the account itself) map onto each other, for mentions.
+pub trait MentionMap {
+    /// The `https://matrix.to/#/@…` link of the Matrix user standing for Telegram user `user`.
+    fn link(&self, user: i64) -> Option<String>;
+    /// The Telegram user the Matrix user of a `https://matrix.to/#/@…` link stands for.
+    fn user(&self, link: &str) -> Option<i64>;
+}
+
+/// No mentions: text mentions stay plain text, pills their names.
+pub struct NoMentions;
+
+impl MentionMap for NoMentions {
+    fn link(&self, _: i64) -> Option<String> {
+        None
+    }
+
+    fn user(&self, _: &str) -> Option<i64> {
+        None
+    }
+}
+
+/// The Matrix user ID a `https://matrix.to/#/…` link names (percent-decoded), if any.
+pub fn matrix_to_user(link: &str) -> Option<String> {
+    let rest = link.strip_prefix("https://matrix.to/#/")?;
+    let rest = rest.split(['?', '/']).next().unwrap_or_default();
+    let mut decoded = Vec::with_capacity(rest.len());
+    let bytes = rest.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok()?;
+            decoded.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            decoded.push(bytes[i]);
+            i += 1;
+        }
+    }
+    let user = String::from_utf8(decoded).ok()?;
+    user.starts_with('@').then_some(user)
+}
+
 /// The tags an entity opens and closes, or `None` for entities shown as plain text.
-fn tags(entity: &tl::enums::MessageEntity, text: &str) -> Option<(String, &'static str)> {
+fn tags(
+    entity: &tl::enums::MessageEntity,
+    text: &str,
+    mentions: &dyn MentionMap,
+) -> Option<(String, &'static str)> {
     use tl::enums::MessageEntity as E;
     Some(match entity {
+        E::MentionName(mention) => (
+            format!("<a href=\"{}\">", escape(&mentions.link(mention.user_id)?)),
+            "</a>",
+        ),
         E::Bold(_) => ("<strong>".to_owned(), "</strong>"),
         E::Italic(_) => ("<em>".to_owned(), "</em>"),
         E::Underline(_) => ("<u>".to_owned(), "</u>"),
@@ -66,8 +118,30 @@ fn range(entity: &tl::enums::MessageEntity) -> (usize, usize) {
     (offset.max(0) as usize, length.max(0) as usize)
 }
 
-/// Telegram text and entities → the Matrix body and, if anything was formatted, HTML.
-pub fn to_matrix(text: &str, entities: &[tl::enums::MessageEntity]) -> (String, Option<String>) {
+/// Telegram text and entities → the Matrix body, HTML if anything was formatted, and the
+/// users mentioned by text mentions (in order, once each).
+pub fn to_matrix(
+    text: &str,
+    entities: &[tl::enums::MessageEntity],
+    mentions: &dyn MentionMap,
+) -> (String, Option<String>, Vec<i64>) {
+    let mut mentioned = Vec::new();
+    for entity in entities {
+        if let tl::enums::MessageEntity::MentionName(mention) = entity {
+            if !mentioned.contains(&mention.user_id) {
+                mentioned.push(mention.user_id);
+            }
+        }
+    }
+    let (body, html) = formatted(text, entities, mentions);
+    (body, html, mentioned)
+}
+
+fn formatted(
+    text: &str,
+    entities: &[tl::enums::MessageEntity],
+    mentions: &dyn MentionMap,
+) -> (String, Option<String>) {
     let units: Vec<u16> = text.encode_utf16().collect();
     // (position in UTF-16 units, is_close, order, tag): closes sort before opens at one point.
     let mut marks: Vec<(usize, bool, usize, String)> = Vec::new();
@@ -78,7 +152,7 @@ pub fn to_matrix(text: &str, entities: &[tl::enums::MessageEntity]) -> (String, 
             continue;
         }
         let inner = String::from_utf16_lossy(&units[start..end]);
-        if let Some((open, close)) = tags(entity, &inner) {
+        if let Some((open, close)) = tags(entity, &inner, mentions) {
             marks.push((start, false, order, open));
             marks.push((end, true, order, close.to_owned()));
         }
@@ -129,13 +203,23 @@ fn escape(text: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// Matrix body and HTML → Telegram text and entities. Without HTML the body goes as it is.
-pub fn from_matrix(body: &str, html: Option<&str>) -> (String, Vec<tl::enums::MessageEntity>) {
+/// Matrix body and HTML → Telegram text and entities (pills of mapped users as text
+/// mentions). Without HTML the body goes as it is.
+pub fn from_matrix(
+    body: &str,
+    html: Option<&str>,
+    mentions: &dyn MentionMap,
+) -> (String, Vec<tl::enums::MessageEntity>) {
     let Some(html) = html else {
         return (body.to_owned(), Vec::new());
     };
     let document = Html::parse(html);
-    let mut walker = Walker::default();
+    let mut walker = Walker {
+        text: String::new(),
+        entities: Vec::new(),
+        in_pre: false,
+        mentions,
+    };
     for child in document.children() {
         walker.node(&child);
     }
@@ -167,6 +251,7 @@ enum Kind {
     Code,
     Pre(String),
     Link(String),
+    Mention(i64),
     Blockquote,
 }
 
@@ -192,6 +277,12 @@ impl Kind {
                 url,
             }
             .into(),
+            Self::Mention(user_id) => t::MessageEntityMentionName {
+                offset,
+                length,
+                user_id,
+            }
+            .into(),
             Self::Blockquote => t::MessageEntityBlockquote {
                 collapsed: false,
                 offset,
@@ -202,14 +293,14 @@ impl Kind {
     }
 }
 
-#[derive(Default)]
-struct Walker {
+struct Walker<'a> {
     text: String,
     entities: Vec<(Kind, usize, usize)>,
     in_pre: bool,
+    mentions: &'a dyn MentionMap,
 }
 
-impl Walker {
+impl Walker<'_> {
     fn node(&mut self, node: &NodeRef) {
         match node.data() {
             NodeData::Text(text) => {
@@ -259,9 +350,13 @@ impl Walker {
                             .unwrap_or_default();
                         Some(Kind::Pre(language))
                     }
-                    "a" => attr("href")
-                        .filter(|href| !href.starts_with("https://matrix.to/"))
-                        .map(Kind::Link),
+                    "a" => attr("href").and_then(|href| {
+                        if href.starts_with("https://matrix.to/") {
+                            self.mentions.user(&href).map(Kind::Mention)
+                        } else {
+                            Some(Kind::Link(href))
+                        }
+                    }),
                     "span" if attr("data-mx-spoiler").is_some() => Some(Kind::Spoiler),
                     "blockquote" => Some(Kind::Blockquote),
                     _ => None,
@@ -338,7 +433,7 @@ mod tests {
             ("secret", vec![t::MessageEntitySpoiler { offset: 0, length: 6 }.into()], Some("<span data-mx-spoiler>secret</span>")),
         ];
         for (text, entities, want) in cases {
-            let (body, html) = to_matrix(text, &entities);
+            let (body, html, _) = to_matrix(text, &entities, &NoMentions);
             assert_eq!(body, text);
             assert_eq!(html.as_deref(), want, "{text}");
         }
@@ -346,7 +441,7 @@ mod tests {
 
     #[test]
     fn html_becomes_text_and_entities() {
-        let (text, entities) = from_matrix("ignored", Some("你好 <strong>world</strong> 😀 <em>x</em> <a href=\"https://e.com\">link</a> <code>a&lt;b</code>"));
+        let (text, entities) = from_matrix("ignored", Some("你好 <strong>world</strong> 😀 <em>x</em> <a href=\"https://e.com\">link</a> <code>a&lt;b</code>"), &NoMentions);
         assert_eq!(text, "你好 world 😀 x link a<b");
         let want: Vec<tl::enums::MessageEntity> = vec![
             bold(3, 5),
@@ -369,10 +464,14 @@ mod tests {
         ];
         assert_eq!(format!("{entities:?}"), format!("{want:?}"));
         assert_eq!(
-            from_matrix("just text", None),
+            from_matrix("just text", None, &NoMentions),
             ("just text".to_owned(), Vec::new())
         );
-        let (text, _) = from_matrix("", Some("<mx-reply>quoted</mx-reply>line one<br>line two"));
+        let (text, _) = from_matrix(
+            "",
+            Some("<mx-reply>quoted</mx-reply>line one<br>line two"),
+            &NoMentions,
+        );
         assert_eq!(text, "line one\nline two");
     }
 
@@ -382,9 +481,58 @@ mod tests {
             "a <strong>b</strong> <em>c</em> <del>d</del> <u>e</u> <code>f</code>",
             "<pre><code class=\"language-py\">print(1)\nprint(2)</code></pre>",
         ] {
-            let (text, entities) = from_matrix("", Some(html));
-            let (_, back) = to_matrix(&text, &entities);
+            let (text, entities) = from_matrix("", Some(html), &NoMentions);
+            let (_, back, _) = to_matrix(&text, &entities, &NoMentions);
             assert_eq!(back.as_deref(), Some(html));
         }
+    }
+
+    /// Ghosts `@telegram_<id>:example.com`.
+    struct Ghosts;
+
+    impl MentionMap for Ghosts {
+        fn link(&self, user: i64) -> Option<String> {
+            Some(format!("https://matrix.to/#/@telegram_{user}:example.com"))
+        }
+
+        fn user(&self, link: &str) -> Option<i64> {
+            matrix_to_user(link)?
+                .strip_prefix("@telegram_")?
+                .strip_suffix(":example.com")?
+                .parse()
+                .ok()
+        }
+    }
+
+    #[test]
+    fn text_mentions_and_pills_map_onto_each_other() {
+        let mention: tl::enums::MessageEntity = t::MessageEntityMentionName {
+            offset: 3,
+            length: 3,
+            user_id: 42,
+        }
+        .into();
+        let (body, html, mentioned) = to_matrix("hi Bob 你好", &[mention.clone()], &Ghosts);
+        assert_eq!(body, "hi Bob 你好");
+        assert_eq!(
+            html.as_deref(),
+            Some("hi <a href=\"https://matrix.to/#/@telegram_42:example.com\">Bob</a> 你好")
+        );
+        assert_eq!(mentioned, [42]);
+        let (_, plain, _) = to_matrix("hi Bob", &[mention.clone()], &NoMentions);
+        assert_eq!(plain, None, "an unmapped mention is plain text");
+
+        let (text, entities) = from_matrix(
+            "",
+            Some("hi <a href=\"https://matrix.to/#/%40telegram_42%3Aexample.com\">Bob</a> 你好 <a href=\"https://matrix.to/#/@someone:else.org\">Eve</a>"),
+            &Ghosts,
+        );
+        assert_eq!(text, "hi Bob 你好 Eve");
+        assert_eq!(format!("{entities:?}"), format!("{:?}", vec![mention]));
+        assert_eq!(
+            matrix_to_user("https://matrix.to/#/%40a%3Ab.c?via=b.c").as_deref(),
+            Some("@a:b.c")
+        );
+        assert_eq!(matrix_to_user("https://matrix.to/#/!room:b.c"), None);
     }
 }

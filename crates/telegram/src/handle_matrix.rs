@@ -1,17 +1,19 @@
 //! Matrix → Telegram: text messages (Matrix HTML as Telegram entities), as replies where
-//! the Matrix event replied to a bridged message; edits and deletions of them; typing and
-//! read receipts.
+//! the Matrix event replied to a bridged message, sent through the login's [`crate::outbox`];
+//! edits and deletions of them (of the queued copy while a message still waits); typing
+//! and read receipts.
 
 use bridge_core::network::events::ChatRef;
 use bridge_core::network::{
-    NetworkError, OutgoingContent, OutgoingMessage, PartId, RemoteMessageId, SentMessage,
+    NetworkError, OutgoingContent, OutgoingMessage, RemoteMessageId, SentMessage,
 };
 use grammers_client::message::InputMessage;
 use grammers_client::tl;
-use grammers_session::types::{PeerId, PeerRef};
+use grammers_session::types::{PeerId, PeerKind, PeerRef};
 
 use crate::client::{timed, Shared};
-use crate::{convert, handle_remote, ids};
+use crate::outbox::Target;
+use crate::{convert, ids};
 
 /// The peer of a chat, with its access hash.
 async fn peer(shared: &Shared, chat: &ChatRef) -> Result<(PeerId, PeerRef), NetworkError> {
@@ -26,62 +28,72 @@ async fn peer(shared: &Shared, chat: &ChatRef) -> Result<(PeerId, PeerRef), Netw
     Ok((id, peer))
 }
 
-fn message_number(id: &RemoteMessageId) -> Result<i32, NetworkError> {
-    ids::parse_message(id).ok_or_else(|| NetworkError::NotFound(format!("message {}", id.as_str())))
+/// The number of a message Telegram has, for what the core names by `id` (a number, or
+/// the provisional ID of a message the queue sent since).
+fn message_number(shared: &Shared, id: &RemoteMessageId) -> Result<i32, NetworkError> {
+    match shared.outbox.target(id) {
+        Target::Sent(number) => Ok(number),
+        Target::Queued(_) | Target::Unknown => Err(NetworkError::NotFound(format!(
+            "message {} (not sent to Telegram)",
+            id.as_str()
+        ))),
+    }
+}
+
+/// What Telegram cannot be sent (yet) from Matrix.
+pub(crate) fn unsupported(content: &OutgoingContent) -> NetworkError {
+    let what = match content {
+        OutgoingContent::Text { .. } => "this message",
+        OutgoingContent::Media { .. } => "sending files to Telegram (not yet)",
+        OutgoingContent::Location { .. } => "sending locations to Telegram (not yet)",
+    };
+    NetworkError::Unsupported(what.to_owned())
 }
 
 /// Matrix text as Telegram text and entities (an emote in italics: Telegram has none).
-fn text(
+pub(crate) fn text_entities(
+    body: &str,
+    html: Option<&str>,
+    emote: bool,
+    mentions: &dyn convert::MentionMap,
+) -> (String, Vec<tl::enums::MessageEntity>) {
+    let (text, mut entities) = convert::from_matrix(body, html, mentions);
+    if emote {
+        let length = text.encode_utf16().count() as i32;
+        entities.insert(
+            0,
+            tl::types::MessageEntityItalic { offset: 0, length }.into(),
+        );
+    }
+    (text, entities)
+}
+
+/// Matrix text as Telegram text and entities (mentions with their users' access hashes).
+async fn text(
+    shared: &Shared,
     content: &OutgoingContent,
 ) -> Result<(String, Vec<tl::enums::MessageEntity>), NetworkError> {
     match content {
         OutgoingContent::Text {
             body, html, emote, ..
         } => {
-            let (text, mut entities) = convert::from_matrix(body, html.as_deref());
-            if *emote {
-                let length = text.encode_utf16().count() as i32;
-                entities.insert(
-                    0,
-                    tl::types::MessageEntityItalic { offset: 0, length }.into(),
-                );
-            }
-            Ok((text, entities))
+            let (text, entities) = text_entities(body, html.as_deref(), *emote, shared);
+            Ok((text, shared.input_mentions(entities).await))
         }
-        OutgoingContent::Media { .. } => Err(NetworkError::Unsupported(
-            "sending files to Telegram (not yet)".to_owned(),
-        )),
-        OutgoingContent::Location { .. } => Err(NetworkError::Unsupported(
-            "sending locations to Telegram (not yet)".to_owned(),
-        )),
+        other => Err(unsupported(other)),
     }
 }
 
-/// Sends a Matrix message to its chat; returns the Telegram message's ID.
+/// Sends a Matrix message to its chat (through the login's queue when Telegram asks the
+/// bridge to wait); returns the Telegram message's ID, or a provisional one.
 pub async fn send_message(
     shared: &Shared,
     message: OutgoingMessage,
 ) -> Result<SentMessage, NetworkError> {
-    let (chat, peer) = peer(shared, &message.chat).await?;
-    let (text, entities) = text(&message.content)?;
-    let reply_to = message.reply_to.as_ref().and_then(ids::parse_message);
-    let input = InputMessage::new()
-        .text(text)
-        .fmt_entities(entities)
-        .reply_to(reply_to);
-    let client = shared.client()?;
-    let sending = shared.begin_send(chat);
-    let sent = timed(&shared.config, client.send_message(peer, input)).await?;
-    sending.sent(sent.id());
-    drop(sending);
-    if let Some(me) = shared.self_id() {
-        handle_remote::remember(shared, sent.id(), chat, me).await;
-    }
-    Ok(SentMessage {
-        id: ids::message_id(sent.id()),
-        part: PartId(String::new()),
-        timestamp: sent.date().as_millisecond(),
-    })
+    let (chat, _) = peer(shared, &message.chat).await?;
+    shared
+        .send_or_queue(chat, &message.content, message.reply_to.as_ref())
+        .await
 }
 
 /// Edits a message the account sent.
@@ -91,9 +103,14 @@ pub async fn edit_message(
     id: &RemoteMessageId,
     content: OutgoingContent,
 ) -> Result<(), NetworkError> {
+    if let Target::Queued(seq) = shared.outbox.target(id) {
+        if shared.edit_queued(seq, &content).await {
+            return Ok(());
+        }
+    }
     let (chat, peer) = peer(shared, chat).await?;
-    let id = message_number(id)?;
-    let (text, entities) = text(&content)?;
+    let id = message_number(shared, id)?;
+    let (text, entities) = text(shared, &content).await?;
     let client = shared.client()?;
     shared.expect_edit_echo(chat, id);
     let input = InputMessage::new().text(text).fmt_entities(entities);
@@ -110,8 +127,13 @@ pub async fn delete_message(
     chat: &ChatRef,
     id: &RemoteMessageId,
 ) -> Result<(), NetworkError> {
+    if let Target::Queued(seq) = shared.outbox.target(id) {
+        if shared.cancel_queued(seq).await {
+            return Ok(());
+        }
+    }
     let (_, peer) = peer(shared, chat).await?;
-    let id = message_number(id)?;
+    let id = message_number(shared, id)?;
     let client = shared.client()?;
     timed(&shared.config, client.delete_messages(peer, &[id])).await?;
     Ok(())
@@ -142,8 +164,23 @@ pub async fn mark_read(
     up_to: &RemoteMessageId,
 ) -> Result<(), NetworkError> {
     let (_, peer) = peer(shared, chat).await?;
-    let max_id = message_number(up_to)?;
+    let Target::Sent(max_id) = shared.outbox.target(up_to) else {
+        // Our own message, still waiting: nothing to mark.
+        return Ok(());
+    };
     let client = shared.client()?;
+    if peer.id.kind() == PeerKind::Channel {
+        let request = tl::functions::channels::ReadHistory {
+            channel: tl::types::InputChannel {
+                channel_id: peer.id.bare_id_unchecked(),
+                access_hash: peer.auth.hash(),
+            }
+            .into(),
+            max_id,
+        };
+        timed(&shared.config, client.invoke(&request)).await?;
+        return Ok(());
+    }
     let request = tl::functions::messages::ReadHistory {
         peer: peer.into(),
         max_id,

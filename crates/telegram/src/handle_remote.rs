@@ -3,6 +3,10 @@
 //! typing and read receipts in private chats, name changes, and what a user object says
 //! about its ghost.
 //!
+//! Every event is reported with `send_tracked` and waited for (see
+//! [`crate::session::AppliedState`]); messages the bridge sent through its queue are
+//! reported under the provisional IDs the core knows them by ([`crate::outbox`]).
+//!
 //! Telegram reports deletions in private chats and basic groups by message number only, so
 //! the chat and author of every bridged message are kept in the login's store
 //! (`message/<id>`) until it is deleted.
@@ -44,7 +48,17 @@ pub(crate) async fn remember(shared: &Shared, id: i32, chat: PeerId, sender: i64
     }
 }
 
-/// Handles one update; returns `false` if the core is shutting down.
+/// Reports an event and waits until the core has applied it (or kept it to apply later), so
+/// that the update state is stored only after that; `false` if the bridge is stopping.
+async fn emit(shared: &Shared, event: RemoteEvent) -> bool {
+    match shared.events.send_tracked(event).await {
+        Some(applied) => applied.wait().await,
+        None => false,
+    }
+}
+
+/// Handles one update, returning once the core has applied what it reported; `false` if
+/// the core is shutting down.
 pub async fn handle(shared: &Shared, update: tl::enums::Update, _peers: &PeerMap) -> bool {
     use tl::enums::Update as U;
     match update {
@@ -57,7 +71,7 @@ pub async fn handle(shared: &Shared, update: tl::enums::Update, _peers: &PeerMap
                 return true;
             }
             remember(shared, parsed.id, parsed.chat, parsed.sender.0).await;
-            shared.events.send(parsed.into_message(shared)).await
+            emit(shared, parsed.into_message(shared)).await
         }
         U::EditMessage(tl::types::UpdateEditMessage { message, .. })
         | U::EditChannelMessage(tl::types::UpdateEditChannelMessage { message, .. }) => {
@@ -67,7 +81,7 @@ pub async fn handle(shared: &Shared, update: tl::enums::Update, _peers: &PeerMap
             if parsed.out && shared.take_edit_echo(parsed.chat, parsed.id) {
                 return true;
             }
-            shared.events.send(parsed.into_edit(shared)).await
+            emit(shared, parsed.into_edit(shared)).await
         }
         U::DeleteMessages(tl::types::UpdateDeleteMessages { messages, .. }) => {
             for id in messages {
@@ -81,16 +95,24 @@ pub async fn handle(shared: &Shared, update: tl::enums::Update, _peers: &PeerMap
                 let me = shared.self_id();
                 let event = RemoteEvent::Delete {
                     chat: ids::chat_ref(&shared.login, chat),
-                    id: ids::message_id(id),
+                    id: shared.outbox.known_id(chat, id),
                     sender: Sender {
                         user: ids::user_id(entry.sender),
                         is_from_me: Some(entry.sender) == me,
                     },
                 };
-                if !shared.events.send(event).await {
+                if !emit(shared, event).await {
                     return false;
                 }
                 let _ = shared.events.store().delete(&key).await;
+            }
+            true
+        }
+        U::MessageReactions(update) => {
+            for event in shared.reaction_events(update).await {
+                if !emit(shared, event).await {
+                    return false;
+                }
             }
             true
         }
@@ -104,14 +126,15 @@ pub async fn handle(shared: &Shared, update: tl::enums::Update, _peers: &PeerMap
                 user: ids::user_id(typing.user_id),
                 is_from_me: false,
             };
-            shared
-                .events
-                .send(RemoteEvent::Typing {
+            emit(
+                shared,
+                RemoteEvent::Typing {
                     chat: ids::chat_ref(&shared.login, chat),
                     sender,
                     timeout_ms,
-                })
-                .await
+                },
+            )
+            .await
         }
         U::UserName(renamed) => {
             let name = [renamed.first_name.trim(), renamed.last_name.trim()]
@@ -126,13 +149,14 @@ pub async fn handle(shared: &Shared, update: tl::enums::Update, _peers: &PeerMap
                 name: Some(name),
                 ..UserInfo::default()
             };
-            shared
-                .events
-                .send(RemoteEvent::UserInfoChanged {
+            emit(
+                shared,
+                RemoteEvent::UserInfoChanged {
                     user: ids::user_id(renamed.user_id),
                     info,
-                })
-                .await
+                },
+            )
+            .await
         }
         U::ReadHistoryOutbox(read) => {
             let chat = PeerId::from(&read.peer);
@@ -143,15 +167,16 @@ pub async fn handle(shared: &Shared, update: tl::enums::Update, _peers: &PeerMap
                 user: ids::user_id(reader),
                 is_from_me: false,
             };
-            let up_to = ids::message_id(read.max_id);
-            shared
-                .events
-                .send(RemoteEvent::ReadReceipt {
+            let up_to = shared.outbox.known_id(chat, read.max_id);
+            emit(
+                shared,
+                RemoteEvent::ReadReceipt {
                     chat: ids::chat_ref(&shared.login, chat),
                     sender,
                     up_to,
-                })
-                .await
+                },
+            )
+            .await
         }
         _ => true,
     }
@@ -183,13 +208,14 @@ impl Parsed {
     }
 
     fn into_message(self, shared: &Shared) -> RemoteEvent {
+        let known = |id| shared.outbox.known_id(self.chat, id);
         RemoteEvent::Message {
             chat: ids::chat_ref(&shared.login, self.chat),
-            id: ids::message_id(self.id),
+            id: known(self.id),
             sender: self.sender(),
             timestamp: i64::from(self.date) * 1000,
             parts: self.parts,
-            reply_to: self.reply_to.map(ids::message_id),
+            reply_to: self.reply_to.map(known),
             thread_root: None,
         }
     }
@@ -197,7 +223,7 @@ impl Parsed {
     fn into_edit(self, shared: &Shared) -> RemoteEvent {
         RemoteEvent::Edit {
             chat: ids::chat_ref(&shared.login, self.chat),
-            id: ids::message_id(self.id),
+            id: shared.outbox.known_id(self.chat, self.id),
             sender: self.sender(),
             timestamp: i64::from(self.edit_date.unwrap_or(self.date)) * 1000,
             parts: self.parts,
@@ -213,17 +239,19 @@ fn parse(shared: &Shared, message: &tl::enums::Message) -> Option<Parsed> {
     };
     let chat = PeerId::from(&message.peer_id);
     let me = shared.self_id()?;
+    // A user by their ID; a channel posting as itself by its (negative) Bot API ID.
     let sender = if message.out {
         me
     } else {
         match &message.from_id {
-            Some(from) => PeerId::from(from).bare_id()?,
-            None => chat.bare_id()?,
+            Some(from) => PeerId::from(from).bot_api_dialog_id()?,
+            None => chat.bot_api_dialog_id()?,
         }
     };
-    let (body, html) = convert::to_matrix(
+    let (body, html, mentioned) = convert::to_matrix(
         &message.message,
         message.entities.as_deref().unwrap_or_default(),
+        shared,
     );
     let reply_to = match &message.reply_to {
         Some(tl::enums::MessageReplyHeader::Header(header)) => header.reply_to_msg_id,
@@ -241,7 +269,7 @@ fn parse(shared: &Shared, message: &tl::enums::Message) -> Option<Parsed> {
             content: MessageContent::Text {
                 body,
                 html,
-                mentions: Vec::new(),
+                mentions: mentioned.into_iter().map(ids::user_id).collect(),
             },
         }],
         reply_to,

@@ -1,7 +1,12 @@
 //! The login flows. `phone`: the phone number (step `phone`), the code Telegram sends to the
 //! account's other devices (step `code`, asked again when wrong), and the cloud password when
 //! the account has one (step `password`, asked again when wrong). `bot`: a bot token from
-//! @BotFather (step `token`). Both end with step `complete`; the login's session data is the
+//! @BotFather (step `token`). `qr`: a `tg://login?token=…` QR code (step `qr`, shown again
+//! with a new token before the old one expires) that the account's phone accepts (Settings →
+//! Devices → Link Desktop Device); Telegram then says `updateLoginToken` and the token is
+//! exported once more to get the authorization; then the cloud password as in `phone`.
+//! grammers has no QR helper: `auth.exportLoginToken` is invoked raw. All end with step
+//! `complete`; the login's session data is the
 //! MTProto [`SessionSnapshot`](crate::session::SessionSnapshot).
 //!
 //! Each flow opens its own MTProto connection on a fresh session and closes it before
@@ -14,7 +19,8 @@ use bridge_core::network::login::{CompletedLogin, FieldKind, InputField, LoginSt
 use bridge_core::network::{LoginProcess, NetworkError};
 use grammers_client::client::{LoginToken, PasswordToken};
 use grammers_client::peer::User;
-use grammers_client::{Client, InvocationError, SignInError};
+use grammers_client::{tl, Client, InvocationError, SignInError};
+use grammers_session::updates::UpdatesLike;
 use tokio::task::JoinHandle;
 
 use crate::client::{network_error, open, CALL_TIMEOUT};
@@ -53,14 +59,24 @@ impl Connection {
         credentials: &ApiCredentials,
         test_dc: Option<&TestDc>,
     ) -> Self {
-        let session = Arc::new(StoredSession::new_login(test_dc));
         // The updates of a login in progress are not needed: the login's client catches up.
-        let (client, _updates, pool) = open(session.clone(), credentials.id, config, None);
-        Self {
+        Self::open_with_updates(config, credentials, test_dc).0
+    }
+
+    /// [`Connection::open`], with the updates the connection receives.
+    fn open_with_updates(
+        config: &TelegramConfig,
+        credentials: &ApiCredentials,
+        test_dc: Option<&TestDc>,
+    ) -> (Self, tokio::sync::mpsc::Receiver<UpdatesLike>) {
+        let session = Arc::new(StoredSession::new_login(test_dc));
+        let (client, updates, pool) = open(session.clone(), credentials.id, config);
+        let connection = Self {
             client,
             session,
             pool,
-        }
+        };
+        (connection, updates)
     }
 
     /// Closes the connection and returns the finished login.
@@ -394,4 +410,185 @@ impl LoginProcess for BotLogin {
     }
 
     async fn cancel(&mut self) {}
+}
+
+/// How long before a QR token expires a new one is shown.
+const QR_REFRESH_BEFORE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A `qr` login in progress: the QR code until the phone accepts it, then (through the
+/// `phone` flow's steps) the cloud password if the account has one.
+pub struct QrLogin {
+    setup: Setup,
+    updates: Option<tokio::sync::mpsc::Receiver<UpdatesLike>>,
+    /// When the token shown expires.
+    expires: tokio::time::Instant,
+    /// The phone flow, for its connection and password step.
+    phone: PhoneLogin,
+}
+
+/// Whether `updates` says that the phone accepted the login token.
+fn is_login_token(updates: &UpdatesLike) -> bool {
+    use tl::enums::{Update, Updates};
+    match updates {
+        UpdatesLike::Updates(Updates::UpdateShort(short)) => {
+            matches!(short.update, Update::LoginToken)
+        }
+        UpdatesLike::Updates(Updates::Updates(tl::types::Updates { updates, .. })) => {
+            updates.iter().any(|u| matches!(u, Update::LoginToken))
+        }
+        _ => false,
+    }
+}
+
+impl QrLogin {
+    /// A QR login.
+    pub fn new(setup: Setup) -> Self {
+        Self {
+            phone: PhoneLogin::new(setup.clone()),
+            setup,
+            updates: None,
+            expires: tokio::time::Instant::now(),
+        }
+    }
+
+    /// Exports a login token: a new QR code to show, or the login's next step once the
+    /// phone accepted the last one.
+    async fn export(&mut self) -> Result<LoginStep, NetworkError> {
+        use base64::Engine as _;
+        let client = self.phone.connection()?.client.clone();
+        let request = tl::functions::auth::ExportLoginToken {
+            api_id: self.setup.credentials.id,
+            api_hash: self.setup.credentials.hash.clone(),
+            except_ids: Vec::new(),
+        };
+        match timed(client.invoke(&request)).await? {
+            Ok(tl::enums::auth::LoginToken::Token(token)) => {
+                let left = i64::from(token.expires) - crate::client::now_ms() / 1000;
+                let left = std::time::Duration::from_secs(left.clamp(1, 600) as u64);
+                self.expires = tokio::time::Instant::now() + left;
+                let link = format!(
+                    "tg://login?token={}",
+                    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&token.token)
+                );
+                Ok(LoginStep::DisplayAndWait {
+                    step_id: "qr".to_owned(),
+                    instructions: "Scan this QR code with Telegram on your phone: Settings → Devices → Link Desktop Device. A new code replaces it before it expires.".to_owned(),
+                    display: bridge_core::network::login::Display::Qr(link),
+                })
+            }
+            Ok(tl::enums::auth::LoginToken::Success(success)) => {
+                let tl::enums::auth::Authorization::Authorization(authorization) =
+                    success.authorization
+                else {
+                    return Err(NetworkError::BadInput(
+                        "This Telegram account has to be signed up in an official app first."
+                            .to_owned(),
+                    ));
+                };
+                self.finish(&client, authorization.user).await
+            }
+            Ok(tl::enums::auth::LoginToken::MigrateTo(_)) => Err(NetworkError::Unsupported(
+                "QR logins of accounts on another Telegram data center (use `login phone`)"
+                    .to_owned(),
+            )),
+            Err(InvocationError::Rpc(rpc)) if rpc.name == "SESSION_PASSWORD_NEEDED" => {
+                let password = timed(client.invoke(&tl::functions::account::GetPassword {}))
+                    .await?
+                    .map_err(|e| network_error(&e))?;
+                let tl::enums::account::Password::Password(password) = password;
+                let token = PasswordToken::new(password);
+                let step = PhoneLogin::ask_password(token.hint());
+                self.phone.step = Phone::Password(token);
+                self.updates = None;
+                Ok(step)
+            }
+            Err(error) => Err(network_error(&error)),
+        }
+    }
+
+    /// The phone accepted the token: the account's own user, as grammers' sign-in records it.
+    async fn finish(
+        &mut self,
+        client: &Client,
+        user: tl::enums::User,
+    ) -> Result<LoginStep, NetworkError> {
+        use grammers_session::types::{PeerAuth, PeerInfo, UpdateState, UpdatesState};
+        use grammers_session::Session as _;
+        let session = self.phone.connection()?.session.clone();
+        if let tl::enums::User::User(raw) = &user {
+            let me = PeerInfo::User {
+                id: raw.id,
+                auth: raw.access_hash.map(PeerAuth::from_hash),
+                bot: Some(raw.bot),
+                is_self: Some(true),
+            };
+            session
+                .cache_peer(me)
+                .await
+                .map_err(|e| NetworkError::Remote(e.to_string()))?;
+        }
+        if let Ok(Ok(tl::enums::updates::State::State(state))) =
+            timed(client.invoke(&tl::functions::updates::GetState {})).await
+        {
+            let all = UpdateState::All(UpdatesState {
+                pts: state.pts,
+                qts: state.qts,
+                date: state.date,
+                seq: state.seq,
+                channels: Vec::new(),
+            });
+            session
+                .set_update_state(all)
+                .await
+                .map_err(|e| NetworkError::Remote(e.to_string()))?;
+        }
+        let user = User::from_raw(client, user);
+        self.phone.finish(&user).await
+    }
+}
+
+#[async_trait::async_trait]
+impl LoginProcess for QrLogin {
+    async fn start(&mut self) -> Result<LoginStep, NetworkError> {
+        let (connection, updates) = Connection::open_with_updates(
+            &self.setup.config,
+            &self.setup.credentials,
+            self.setup.test_dc.as_ref(),
+        );
+        self.phone.connection = Some(connection);
+        self.updates = Some(updates);
+        self.export().await
+    }
+
+    async fn submit_input(
+        &mut self,
+        input: BTreeMap<String, String>,
+    ) -> Result<LoginStep, NetworkError> {
+        self.phone.submit_input(input).await
+    }
+
+    async fn wait(&mut self) -> Result<LoginStep, NetworkError> {
+        let refresh_at = self
+            .expires
+            .checked_sub(QR_REFRESH_BEFORE)
+            .unwrap_or(self.expires);
+        let updates = self.updates.as_mut().ok_or_else(|| {
+            NetworkError::Remote("the login lost its connection; start again".to_owned())
+        })?;
+        loop {
+            tokio::select! {
+                received = updates.recv() => match received {
+                    Some(received) if is_login_token(&received) => return self.export().await,
+                    Some(_) => {}
+                    None => return Err(NetworkError::Remote("the login lost its connection; start again".to_owned())),
+                },
+                () = tokio::time::sleep_until(refresh_at) => return self.export().await,
+            }
+        }
+    }
+
+    async fn cancel(&mut self) {
+        self.updates = None;
+        self.phone.cancel().await;
+    }
 }

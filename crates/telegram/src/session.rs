@@ -338,6 +338,79 @@ impl Session for StoredSession {
     }
 }
 
+/// How long the update stream must stay quiet before the state of the last applied update
+/// is stored: updates of one batch follow each other at once.
+pub(crate) const STATE_SETTLE: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// The update state as far as the core has applied the updates, stored only then.
+///
+/// grammers hands out each update with the state "up to and including" it, but all the
+/// messages of one `updates.getDifference` answer carry the state after the last of them.
+/// So the state of an update is stored once every update with that state is applied: when
+/// an update with another state arrives, or when the stream has nothing at hand (for
+/// [`STATE_SETTLE`], or at a disconnect). A crash in between leaves an older state, and the updates after it
+/// come again; the core skips what it already bridged.
+#[derive(Debug, Default)]
+pub(crate) struct AppliedState {
+    /// The state of the last applied update, not stored yet.
+    pending: Option<grammers_session::updates::State>,
+}
+
+impl AppliedState {
+    /// Whether an applied state waits to be stored.
+    pub(crate) fn has_pending(&self) -> bool {
+        self.pending.is_some()
+    }
+
+    /// An update with `state` arrived (not applied yet): if the updates before had
+    /// another state, they are all applied, and their state is stored.
+    pub(crate) async fn next(
+        &mut self,
+        state: &grammers_session::updates::State,
+        session: &StoredSession,
+        login: &bridge_core::network::LoginId,
+    ) {
+        if state.message_box.is_some() && self.pending.as_ref().is_some_and(|p| p != state) {
+            self.store(session, login).await;
+        }
+    }
+
+    /// The update with `state` was applied.
+    pub(crate) fn applied(&mut self, state: grammers_session::updates::State) {
+        if state.message_box.is_some() {
+            self.pending = Some(state);
+        }
+    }
+
+    /// Stores the pending state.
+    pub(crate) async fn store(
+        &mut self,
+        session: &StoredSession,
+        login: &bridge_core::network::LoginId,
+    ) {
+        use grammers_session::updates::MessageBox;
+        let Some(state) = self.pending.take() else {
+            return;
+        };
+        let update = match state.message_box {
+            Some(MessageBox::Common { pts }) => UpdateState::Primary {
+                pts,
+                date: state.date,
+                seq: state.seq,
+            },
+            Some(MessageBox::Secondary { qts }) => UpdateState::Secondary { qts },
+            Some(MessageBox::Channel { channel_id, pts }) => UpdateState::Channel {
+                id: channel_id,
+                pts,
+            },
+            None => return,
+        };
+        if let Err(error) = session.set_update_state(update).await {
+            tracing::warn!(%login, %error, "could not store the update state");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -40,7 +40,7 @@ fn digits(phone: &str) -> String {
     phone.chars().filter(char::is_ascii_digit).collect()
 }
 
-fn authorization(data: &Data, user: i64) -> Vec<u8> {
+pub(super) fn authorization(data: &Data, user: i64) -> Vec<u8> {
     tl::enums::auth::Authorization::Authorization(tl::types::auth::Authorization {
         setup_password_required: false,
         otherwise_relogin_days: None,
@@ -196,4 +196,49 @@ pub(super) fn log_out(data: &mut Data, key: &[u8; 256]) -> RpcResult {
         future_auth_token: None,
     })
     .to_bytes())
+}
+
+/// `auth.exportLoginToken`: a new token to show as a QR code, or — once the account's
+/// phone accepted the last one — the authorization (or SESSION_PASSWORD_NEEDED).
+pub(super) fn export_login_token(data: &mut Data, key: &[u8; 256]) -> RpcResult {
+    let id = key_id(key);
+    let accepted = data
+        .qr_tokens
+        .iter()
+        .find(|(_, t)| t.key == id && t.accepted_by.is_some())
+        .map(|(token, t)| (token.clone(), t.accepted_by));
+    if let Some((token, Some(user))) = accepted {
+        data.qr_tokens.remove(&token);
+        let has_password = data.users.get(&user).is_some_and(|u| u.password.is_some());
+        if has_password {
+            data.awaiting_password.insert(id, user);
+            return Err((401, "SESSION_PASSWORD_NEEDED".to_owned()));
+        }
+        data.sign_in(key, user);
+        let authorization = authorization(data, user);
+        let mut cursor = tl::Cursor::from_slice(&authorization);
+        let authorization =
+            <tl::enums::auth::Authorization as tl::Deserializable>::deserialize(&mut cursor)
+                .map_err(|_| bad("AUTH_INVALID"))?;
+        return Ok(
+            tl::enums::auth::LoginToken::Success(tl::types::auth::LoginTokenSuccess {
+                authorization,
+            })
+            .to_bytes(),
+        );
+    }
+    let token: Vec<u8> = (0..16).map(|_| rand::random::<u8>()).collect();
+    let expires = super::state::now() + data.qr_token_seconds;
+    data.qr_tokens.insert(
+        token.clone(),
+        super::state::QrToken {
+            key: id,
+            expires,
+            accepted_by: None,
+        },
+    );
+    Ok(
+        tl::enums::auth::LoginToken::Token(tl::types::auth::LoginToken { expires, token })
+            .to_bytes(),
+    )
 }

@@ -16,6 +16,7 @@
 //! [`auth`] (codes, SRP, bots), [`state`] (the world), [`tl_build`] (TL objects).
 
 mod auth;
+mod groups;
 mod mtproto;
 mod rpc;
 mod state;
@@ -51,6 +52,8 @@ pub struct SimMessage {
     pub reply_to: Option<i32>,
     /// Whether it was edited.
     pub edited: bool,
+    /// Who reacted with what.
+    pub reactions: Vec<(i64, String)>,
 }
 
 /// An account that can log in.
@@ -194,6 +197,47 @@ impl TelegramSim {
         (id, token)
     }
 
+    /// `account`'s phone scans a QR login link (`tg://login?token=…`) and accepts it: the
+    /// connection that asked for the token is told (`updateLoginToken`). Fails for an
+    /// unknown or expired token.
+    pub fn accept_login_token(&self, link: &str, account: i64) -> anyhow::Result<()> {
+        use base64::Engine as _;
+        let encoded = link
+            .strip_prefix("tg://login?token=")
+            .ok_or_else(|| anyhow::anyhow!("not a login link: {link}"))?;
+        let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(encoded)?;
+        let mut data = self.inner.lock();
+        let entry = data
+            .qr_tokens
+            .get_mut(&token)
+            .filter(|t| t.expires > state::now())
+            .ok_or_else(|| anyhow::anyhow!("unknown or expired login token"))?;
+        entry.accepted_by = Some(account);
+        let key = entry.key;
+        let updates = tl::types::UpdateShort {
+            update: tl::types::UpdateLoginToken {}.into(),
+            date: state::now(),
+        }
+        .into();
+        data.push_to_key(key, &updates);
+        Ok(())
+    }
+
+    /// Makes new QR login tokens live `seconds` (30 by default).
+    pub fn set_login_token_lifetime(&self, seconds: i32) {
+        self.inner.lock().qr_token_seconds = seconds;
+    }
+
+    /// How many QR login tokens were handed out.
+    pub fn login_tokens_issued(&self) -> usize {
+        self.inner
+            .lock()
+            .calls
+            .iter()
+            .filter(|c| *c == "auth.exportLoginToken")
+            .count()
+    }
+
     /// The newest login code sent to `phone`.
     pub fn login_code(&self, phone: &str) -> Option<String> {
         let phone: String = phone.chars().filter(char::is_ascii_digit).collect();
@@ -259,6 +303,18 @@ impl TelegramSim {
         }
     }
 
+    /// `from` reacts with `emoji` (or with `None` takes their reaction back) on message
+    /// `id` of `owner`'s box, their private chat; both sides are told.
+    pub fn react(&self, from: i64, owner: i64, id: i32, emoji: Option<&str>) {
+        let mut data = self.inner.lock();
+        let Some(shared) = data.shared_of(owner, id) else {
+            return;
+        };
+        for (user, updates) in data.react_shared(shared, from, emoji) {
+            data.push(user, &updates);
+        }
+    }
+
     /// Deletes message `id` of `owner`'s box for both sides.
     pub fn delete_private(&self, owner: i64, id: i32) {
         let mut data = self.inner.lock();
@@ -279,15 +335,98 @@ impl TelegramSim {
         mailbox
             .messages
             .iter()
-            .filter(|m| m.peer == peer)
+            .filter(|m| m.peer == peer && m.chat.is_none())
+            .map(sim_message)
+            .collect()
+    }
+
+    /// Adds a basic group made by `creator` with `members`; returns its ID (no update is
+    /// sent: the group shows up with its first message).
+    pub fn add_group(&self, creator: i64, title: &str, about: &str, members: &[i64]) -> i64 {
+        self.inner.lock().add_group(creator, title, about, members)
+    }
+
+    /// Adds a supergroup (`megagroup`) or broadcast channel made by `creator` with
+    /// `members`; returns its ID.
+    pub fn add_channel(
+        &self,
+        creator: i64,
+        title: &str,
+        about: &str,
+        megagroup: bool,
+        members: &[i64],
+    ) -> i64 {
+        self.inner
+            .lock()
+            .add_channel(creator, title, about, megagroup, members)
+    }
+
+    /// `from` writes in basic group `group`; every member is told. Returns the message's
+    /// number in `from`'s box.
+    pub fn send_group(
+        &self,
+        from: i64,
+        group: i64,
+        text: &str,
+        entities: Vec<tl::enums::MessageEntity>,
+    ) -> anyhow::Result<i32> {
+        self.send_chat(from, state::ChatPeer::Group(group), text, entities)
+    }
+
+    /// `from` writes (posts) in channel or supergroup `channel`; every member is told with
+    /// `updateNewChannelMessage`. Returns the message's number in the channel.
+    pub fn send_channel(
+        &self,
+        from: i64,
+        channel: i64,
+        text: &str,
+        entities: Vec<tl::enums::MessageEntity>,
+    ) -> anyhow::Result<i32> {
+        self.send_chat(from, state::ChatPeer::Channel(channel), text, entities)
+    }
+
+    fn send_chat(
+        &self,
+        from: i64,
+        chat: state::ChatPeer,
+        text: &str,
+        entities: Vec<tl::enums::MessageEntity>,
+    ) -> anyhow::Result<i32> {
+        let (sent, _) = self
+            .inner
+            .lock()
+            .send_to_chat(from, chat, text, entities, None, None, true)
+            .map_err(|(code, message)| anyhow::anyhow!("{code} {message}"))?;
+        Ok(sent.id)
+    }
+
+    /// The messages of basic group `group` as `account` sees them, oldest first.
+    pub fn group_messages(&self, account: i64, group: i64) -> Vec<SimMessage> {
+        let data = self.inner.lock();
+        let Some(mailbox) = data.boxes.get(&account) else {
+            return Vec::new();
+        };
+        mailbox
+            .messages
+            .iter()
+            .filter(|m| m.chat == Some(state::ChatPeer::Group(group)))
+            .map(sim_message)
+            .collect()
+    }
+
+    /// The messages of channel or supergroup `channel`, oldest first (`out`: sent by
+    /// `account`).
+    pub fn channel_messages(&self, account: i64, channel: i64) -> Vec<SimMessage> {
+        let data = self.inner.lock();
+        let Some(channel) = data.channels.get(&channel) else {
+            return Vec::new();
+        };
+        channel
+            .messages
+            .iter()
             .map(|m| SimMessage {
-                id: m.id,
-                from: m.from,
-                out: m.out,
-                text: m.text.clone(),
-                entities: m.entities.iter().map(describe_entity).collect(),
-                reply_to: m.reply_to,
-                edited: m.edit_date.is_some(),
+                out: m.from == account,
+                ..sim_message(m)
             })
             .collect()
     }
@@ -360,7 +499,7 @@ impl TelegramSim {
         let Some(max_id) = mailbox
             .messages
             .iter()
-            .filter(|m| m.peer == reader && m.out)
+            .filter(|m| m.peer == reader && m.out && m.chat.is_none())
             .map(|m| m.id)
             .max()
         else {
@@ -400,9 +539,33 @@ impl TelegramSim {
             .insert(method.to_owned(), (seconds, times));
     }
 
+    /// Answers every call of `method` for the next `seconds` with 420 FLOOD_WAIT_`n`, `n`
+    /// the seconds left, as Telegram does while an account is held back.
+    pub fn flood_for(&self, method: &str, seconds: u64) {
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+        self.inner
+            .lock()
+            .flood_windows
+            .insert(method.to_owned(), until);
+    }
+
     /// The user the preset key is signed in as.
     pub fn signed_in(&self) -> Option<i64> {
         self.inner.lock().signed_in(&self.key)
+    }
+}
+
+/// A stored message as the control API shows it.
+fn sim_message(m: &state::Stored) -> SimMessage {
+    SimMessage {
+        id: m.id,
+        from: m.from,
+        out: m.out,
+        text: m.text.clone(),
+        entities: m.entities.iter().map(describe_entity).collect(),
+        reply_to: m.reply_to,
+        edited: m.edit_date.is_some(),
+        reactions: m.reactions.clone(),
     }
 }
 
@@ -418,6 +581,7 @@ fn describe_entity(entity: &tl::enums::MessageEntity) -> (String, i32, i32) {
         E::Pre(e) => (format!("pre:{}", e.language), e.offset, e.length),
         E::TextUrl(e) => (format!("text_url:{}", e.url), e.offset, e.length),
         E::Spoiler(e) => ("spoiler".to_owned(), e.offset, e.length),
+        E::MentionName(e) => (format!("mention:{}", e.user_id), e.offset, e.length),
         other => (format!("{other:?}"), 0, 0),
     }
 }

@@ -9,7 +9,7 @@ use grammers_tl_types as tl;
 use tl::{Deserializable as _, Identifiable as _, Serializable as _};
 
 use super::state::{now, Change, Data, InitInfo, Inner, FIRST_PTS};
-use super::{auth, tl_build};
+use super::{auth, groups, tl_build};
 
 /// `invokeWithLayer#da9b0d0d`.
 const INVOKE_WITH_LAYER: u32 = 0xda9b_0d0d;
@@ -95,6 +95,17 @@ fn method(data: &mut Data, key: &[u8; 256], id: u32, cursor: &mut tl::Cursor) ->
         data.calls.push(format!("{name} (flood wait)"));
         return Err((420, format!("FLOOD_WAIT_{seconds}")));
     }
+    let window = data.flood_windows.get(&name).copied();
+    if let Some(left) =
+        window.map(|until| until.saturating_duration_since(std::time::Instant::now()))
+    {
+        if !left.is_zero() {
+            // Whole seconds, rounded up, as Telegram says them.
+            let seconds = left.as_millis().div_ceil(1000);
+            data.calls.push(format!("{name} (flood wait)"));
+            return Err((420, format!("FLOOD_WAIT_{seconds}")));
+        }
+    }
     data.calls.push(name);
     macro_rules! read {
         ($t:ty) => {
@@ -111,6 +122,7 @@ fn method(data: &mut Data, key: &[u8; 256], id: u32, cursor: &mut tl::Cursor) ->
         f::auth::CheckPassword::CONSTRUCTOR_ID => {
             return auth::check_password(data, key, read!(f::auth::CheckPassword))
         }
+        f::auth::ExportLoginToken::CONSTRUCTOR_ID => return auth::export_login_token(data, key),
         f::auth::ImportBotAuthorization::CONSTRUCTOR_ID => {
             return auth::import_bot(data, key, read!(f::auth::ImportBotAuthorization));
         }
@@ -144,6 +156,28 @@ fn method(data: &mut Data, key: &[u8; 256], id: u32, cursor: &mut tl::Cursor) ->
         f::messages::SendMessage::CONSTRUCTOR_ID => {
             send_message(data, me, read!(f::messages::SendMessage))
         }
+        f::messages::GetFullChat::CONSTRUCTOR_ID => {
+            data.get_full_chat(me, read!(f::messages::GetFullChat).chat_id)
+        }
+        f::channels::GetFullChannel::CONSTRUCTOR_ID => {
+            data.get_full_channel(me, &read!(f::channels::GetFullChannel).channel)
+        }
+        f::channels::GetParticipants::CONSTRUCTOR_ID => {
+            data.get_participants(me, &read!(f::channels::GetParticipants))
+        }
+        f::channels::GetChannels::CONSTRUCTOR_ID => {
+            data.get_channels(me, &read!(f::channels::GetChannels).id)
+        }
+        f::updates::GetChannelDifference::CONSTRUCTOR_ID => {
+            data.channel_difference(me, &read!(f::updates::GetChannelDifference))
+        }
+        f::channels::ReadHistory::CONSTRUCTOR_ID => {
+            let request = read!(f::channels::ReadHistory);
+            if let tl::enums::InputChannel::Channel(channel) = &request.channel {
+                data.read.insert((me, -channel.channel_id), request.max_id);
+            }
+            Ok(true.to_bytes())
+        }
         f::messages::GetDialogs::CONSTRUCTOR_ID => Ok(dialogs(data, me).to_bytes()),
         f::messages::SetTyping::CONSTRUCTOR_ID => {
             let request = read!(f::messages::SetTyping);
@@ -167,6 +201,29 @@ fn method(data: &mut Data, key: &[u8; 256], id: u32, cursor: &mut tl::Cursor) ->
         }
         f::messages::EditMessage::CONSTRUCTOR_ID => {
             edit_message(data, me, read!(f::messages::EditMessage))
+        }
+        f::messages::SendReaction::CONSTRUCTOR_ID => {
+            let request = read!(f::messages::SendReaction);
+            input_peer(data, me, &request.peer)?;
+            let shared = data
+                .shared_of(me, request.msg_id)
+                .ok_or_else(|| bad("MESSAGE_ID_INVALID"))?;
+            let emoji = match request.reaction.as_deref() {
+                Some([tl::enums::Reaction::Emoji(emoji)]) => Some(emoji.emoticon.clone()),
+                Some([]) | None => None,
+                Some(_) => return Err(bad("REACTION_INVALID")),
+            };
+            let mut answer = None;
+            for (owner, updates) in data.react_shared(shared, me, emoji.as_deref()) {
+                if owner == me {
+                    answer = Some(updates);
+                } else {
+                    data.push(owner, &updates);
+                }
+            }
+            answer
+                .map(|u| u.to_bytes())
+                .ok_or_else(|| bad("MESSAGE_ID_INVALID"))
         }
         f::messages::DeleteMessages::CONSTRUCTOR_ID => {
             delete_messages(data, me, read!(f::messages::DeleteMessages))
@@ -211,6 +268,8 @@ fn difference(
     let mut peers: Vec<i64> = new.iter().map(|m| m.peer).chain([me]).collect();
     peers.sort_unstable();
     peers.dedup();
+    let mut chats: Vec<_> = new.iter().filter_map(|m| m.chat).collect();
+    chats.dedup();
     tl::types::updates::Difference {
         new_messages: new.iter().map(|m| tl_build::message(me, m)).collect(),
         new_encrypted_messages: Vec::new(),
@@ -237,7 +296,7 @@ fn difference(
                 ),
             })
             .collect(),
-        chats: Vec::new(),
+        chats: chats.into_iter().filter_map(|c| data.chat_tl(c)).collect(),
         users: peers.into_iter().map(|id| data.user_tl(me, id)).collect(),
         state: state(data, me),
     }
@@ -276,7 +335,6 @@ fn send_message(
     me: i64,
     request: tl::functions::messages::SendMessage,
 ) -> RpcResult {
-    let to = input_peer(data, me, &request.peer)?;
     if request.message.trim().is_empty() {
         return Err(bad("MESSAGE_EMPTY"));
     }
@@ -284,7 +342,26 @@ fn send_message(
         Some(tl::enums::InputReplyTo::Message(reply)) => Some(reply.reply_to_msg_id),
         _ => None,
     };
-    let entities = request.entities.clone().unwrap_or_default();
+    let entities = groups::stored_entities(request.entities.clone().unwrap_or_default());
+    if let Some(chat) = data.input_chat(me, &request.peer) {
+        if !data.random_ids.insert((me, request.random_id)) {
+            return Err(bad("RANDOM_ID_DUPLICATE"));
+        }
+        let (_, updates) = data.send_to_chat(
+            me,
+            chat,
+            &request.message,
+            entities,
+            reply_to,
+            Some(request.random_id),
+            false,
+        )?;
+        return Ok(updates.to_bytes());
+    }
+    let to = input_peer(data, me, &request.peer)?;
+    if !data.random_ids.insert((me, request.random_id)) {
+        return Err(bad("RANDOM_ID_DUPLICATE"));
+    }
     let (sent, received) = data.store_private(me, to, &request.message, entities, reply_to);
     if to != me {
         let updates = data.new_message_updates(to, &received);
@@ -362,7 +439,7 @@ fn delete_messages(
 fn dialogs(data: &Data, me: i64) -> tl::enums::messages::Dialogs {
     let mut tops: Vec<&super::state::Stored> = Vec::new();
     if let Some(mailbox) = data.boxes.get(&me) {
-        for message in mailbox.messages.iter().rev() {
+        for message in mailbox.messages.iter().rev().filter(|m| m.chat.is_none()) {
             if !tops.iter().any(|t| t.peer == message.peer) {
                 tops.push(message);
             }

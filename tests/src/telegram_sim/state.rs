@@ -30,13 +30,26 @@ pub(crate) struct User {
     pub bot_token: Option<String>,
 }
 
-/// A message in one account's box.
+/// A group or channel a message was sent in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum ChatPeer {
+    /// A basic group.
+    Group(i64),
+    /// A channel or supergroup.
+    Channel(i64),
+}
+
+/// A message in one account's box (or in a channel).
 #[derive(Debug, Clone)]
 pub(crate) struct Stored {
     pub id: i32,
     pub pts: i32,
-    /// The other side of the private chat.
+    /// The other side of a private chat (the sender in groups).
     pub peer: i64,
+    /// The group or channel, `None` in private chats.
+    pub chat: Option<ChatPeer>,
+    /// A broadcast channel's post (no author shown).
+    pub post: bool,
     pub from: i64,
     pub out: bool,
     pub text: String,
@@ -46,6 +59,8 @@ pub(crate) struct Stored {
     /// The same for both copies of a private message (sender's and receiver's).
     pub shared: u64,
     pub edit_date: Option<i32>,
+    /// Who reacted with what.
+    pub reactions: Vec<(i64, String)>,
 }
 
 /// A change to an existing message, logged with its pts for `updates.getDifference`.
@@ -71,7 +86,7 @@ pub(crate) struct Mailbox {
 pub(crate) const FIRST_PTS: i32 = 100;
 
 impl Mailbox {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             pts: FIRST_PTS,
             last_id: 0,
@@ -79,6 +94,17 @@ impl Mailbox {
             changes: Vec::new(),
         }
     }
+}
+
+/// A QR login token handed out by `auth.exportLoginToken`.
+#[derive(Debug, Clone)]
+pub(crate) struct QrToken {
+    /// The key that asked for it.
+    pub key: [u8; 8],
+    /// When it expires (Telegram's seconds).
+    pub expires: i32,
+    /// The account whose phone accepted it.
+    pub accepted_by: Option<i64>,
 }
 
 /// What `initConnection` said (shown in Telegram's list of active sessions).
@@ -127,12 +153,25 @@ pub(crate) struct Data {
     pub read: HashMap<(i64, i64), i32>,
     /// Flood waits to answer: method name → (seconds, how many more calls).
     pub floods: HashMap<String, (u32, u32)>,
+    /// Flood windows: method name → until when every call gets a flood wait.
+    pub flood_windows: HashMap<String, std::time::Instant>,
+    /// The `random_id`s of messages sent, by (sender, random_id): Telegram refuses a
+    /// second message with one (RANDOM_ID_DUPLICATE).
+    pub random_ids: HashSet<(i64, i64)>,
     /// Keys whose session the account ended from another device.
     pub revoked: HashSet<[u8; 8]>,
     /// Every method called, by name, in order.
     pub calls: Vec<String>,
+    /// QR login tokens by token.
+    pub qr_tokens: HashMap<Vec<u8>, QrToken>,
+    /// How long a QR login token lives (seconds).
+    pub qr_token_seconds: i32,
+    /// Basic groups by ID.
+    pub groups: BTreeMap<i64, super::groups::Group>,
+    /// Channels and supergroups by ID.
+    pub channels: BTreeMap<i64, super::groups::Channel>,
     connections: HashMap<u64, Connection>,
-    next_user: i64,
+    pub(crate) next_user: i64,
 }
 
 /// The shared state behind a simulator and its connections.
@@ -154,6 +193,7 @@ impl Inner {
     pub fn new(stop: CancellationToken) -> Self {
         let data = Data {
             next_user: 100_000,
+            qr_token_seconds: 30,
             ..Data::default()
         };
         Self {
@@ -280,6 +320,8 @@ impl Data {
                 id: mailbox.last_id,
                 pts: mailbox.pts,
                 peer,
+                chat: None,
+                post: false,
                 from,
                 out,
                 text: text.to_owned(),
@@ -288,6 +330,7 @@ impl Data {
                 reply_to,
                 shared,
                 edit_date: None,
+                reactions: Vec::new(),
             };
             mailbox.messages.push(message.clone());
             message
@@ -398,6 +441,79 @@ impl Data {
             .iter()
             .find(|m| m.id == id)
             .map(|m| m.shared)
+    }
+
+    /// `user` sets (or with `None` removes) their reaction on the private message `shared`;
+    /// returns each owner's `updateMessageReactions` (as that owner sees the message).
+    pub fn react_shared(
+        &mut self,
+        shared: u64,
+        user: i64,
+        emoji: Option<&str>,
+    ) -> Vec<(i64, tl::enums::Updates)> {
+        let mut changed = Vec::new();
+        for (owner, mailbox) in &mut self.boxes {
+            let Some(message) = mailbox.messages.iter_mut().find(|m| m.shared == shared) else {
+                continue;
+            };
+            message.reactions.retain(|(u, _)| *u != user);
+            if let Some(emoji) = emoji {
+                message.reactions.push((user, emoji.to_owned()));
+            }
+            changed.push((*owner, message.clone()));
+        }
+        changed
+            .into_iter()
+            .map(|(owner, message)| {
+                let recent = message
+                    .reactions
+                    .iter()
+                    .map(|(u, e)| {
+                        tl::types::MessagePeerReaction {
+                            big: false,
+                            unread: false,
+                            my: *u == owner,
+                            peer_id: tl::types::PeerUser { user_id: *u }.into(),
+                            date: now(),
+                            reaction: tl::types::ReactionEmoji {
+                                emoticon: e.clone(),
+                            }
+                            .into(),
+                        }
+                        .into()
+                    })
+                    .collect();
+                let update = tl::types::UpdateMessageReactions {
+                    peer: tl::types::PeerUser {
+                        user_id: message.peer,
+                    }
+                    .into(),
+                    msg_id: message.id,
+                    top_msg_id: None,
+                    saved_peer_id: None,
+                    reactions: tl::types::MessageReactions {
+                        min: false,
+                        can_see_list: true,
+                        reactions_as_tags: false,
+                        results: Vec::new(),
+                        recent_reactions: Some(recent),
+                        top_reactors: None,
+                    }
+                    .into(),
+                }
+                .into();
+                let updates = self.updates(owner, &[message.peer], update, now());
+                (owner, updates)
+            })
+            .collect()
+    }
+
+    /// Pushes `updates` to every connection of the key `key` (signed in or not).
+    pub fn push_to_key(&self, key: [u8; 8], updates: &tl::enums::Updates) {
+        let bytes = updates.to_bytes();
+        for connection in self.connections.values().filter(|c| c.key == key) {
+            let _ = connection.push.send(Some(bytes.clone()));
+        }
     }
 
     /// Pushes `updates` to every connection signed in as `user`.

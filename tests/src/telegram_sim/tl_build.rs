@@ -3,7 +3,7 @@
 
 use grammers_tl_types as tl;
 
-use super::state::{Stored, User};
+use super::state::{ChatPeer, Stored, User};
 
 /// A user as `tl::types::User`; `is_self` for the viewer's own account.
 pub(crate) fn user(user: &User, is_self: bool) -> tl::enums::User {
@@ -71,7 +71,7 @@ pub(crate) fn message(owner: i64, stored: &Stored) -> tl::enums::Message {
         mentioned: false,
         media_unread: false,
         silent: false,
-        post: false,
+        post: stored.post,
         from_scheduled: false,
         legacy: false,
         edit_hide: false,
@@ -83,18 +83,22 @@ pub(crate) fn message(owner: i64, stored: &Stored) -> tl::enums::Message {
         paid_suggested_post_stars: false,
         paid_suggested_post_ton: false,
         id: stored.id,
-        from_id: Some(
+        from_id: (!stored.post).then(|| {
             tl::types::PeerUser {
                 user_id: stored.from,
             }
-            .into(),
-        ),
+            .into()
+        }),
         from_boosts_applied: None,
         from_rank: None,
-        peer_id: tl::types::PeerUser {
-            user_id: stored.peer,
-        }
-        .into(),
+        peer_id: match stored.chat {
+            None => tl::types::PeerUser {
+                user_id: stored.peer,
+            }
+            .into(),
+            Some(ChatPeer::Group(chat_id)) => tl::types::PeerChat { chat_id }.into(),
+            Some(ChatPeer::Channel(channel_id)) => tl::types::PeerChannel { channel_id }.into(),
+        },
         saved_peer_id: None,
         fwd_from: None,
         via_bot_id: None,
@@ -147,6 +151,24 @@ pub(crate) fn message(owner: i64, stored: &Stored) -> tl::enums::Message {
 }
 
 /// A private chat's dialog whose newest message is `top`.
+/// Notification settings with nothing set.
+pub(crate) fn notify_settings() -> tl::enums::PeerNotifySettings {
+    tl::types::PeerNotifySettings {
+        show_previews: None,
+        silent: None,
+        mute_until: None,
+        ios_sound: None,
+        android_sound: None,
+        other_sound: None,
+        stories_muted: None,
+        stories_hide_sender: None,
+        stories_ios_sound: None,
+        stories_android_sound: None,
+        stories_other_sound: None,
+    }
+    .into()
+}
+
 pub(crate) fn dialog(peer: i64, top: i32, pts: i32) -> tl::enums::Dialog {
     tl::types::Dialog {
         pinned: false,
@@ -160,20 +182,7 @@ pub(crate) fn dialog(peer: i64, top: i32, pts: i32) -> tl::enums::Dialog {
         unread_mentions_count: 0,
         unread_reactions_count: 0,
         unread_poll_votes_count: 0,
-        notify_settings: tl::types::PeerNotifySettings {
-            show_previews: None,
-            silent: None,
-            mute_until: None,
-            ios_sound: None,
-            android_sound: None,
-            other_sound: None,
-            stories_muted: None,
-            stories_hide_sender: None,
-            stories_ios_sound: None,
-            stories_android_sound: None,
-            stories_other_sound: None,
-        }
-        .into(),
+        notify_settings: notify_settings(),
         pts: Some(pts),
         draft: None,
         folder_id: None,

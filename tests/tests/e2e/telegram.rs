@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bridge_core::bridge::ids::GhostNamer;
 use bridge_core::network::events::{ChatRef, LoginState, MessageContent};
-use bridge_core::network::login::{FieldKind, LoginStep};
+use bridge_core::network::login::{Display, FieldKind, LoginStep};
 use bridge_core::network::{
     EventSender, LoginId, LoginStore, NetworkClient, NetworkConnector, NetworkError,
     OutgoingContent, OutgoingMessage, RemoteChatId, RemoteEvent, RemoteMessageId, RemoteUserId,
@@ -190,7 +190,7 @@ async fn phone_login_re_asks_wrong_codes_and_passwords_and_the_session_survives_
             .iter()
             .map(|f| f.id.as_str())
             .collect::<Vec<_>>(),
-        ["phone", "bot"]
+        ["phone", "qr", "bot"]
     );
     let (id, session) = phone_login(&w, &connector).await?;
     assert_eq!(w.sim.signed_in(), Some(w.account.id));
@@ -410,6 +410,71 @@ async fn phone_login_re_asks_wrong_codes_and_passwords_and_the_session_survives_
     Ok(())
 }
 
+/// The QR link a step shows.
+fn qr_link(step: &LoginStep) -> String {
+    match step {
+        LoginStep::DisplayAndWait {
+            step_id,
+            display: Display::Qr(link),
+            ..
+        } if step_id == "qr" => link.clone(),
+        other => panic!("not a QR step: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn qr_login_refreshes_its_code_is_accepted_on_the_phone_then_asks_the_cloud_password(
+) -> anyhow::Result<()> {
+    let w = world().await?;
+    w.sim.set_login_token_lifetime(6);
+    let connector = TelegramConnector::new(config(&w.sim))?;
+    let mut login = connector.create_login("qr").await?;
+    let first = qr_link(&login.start().await?);
+    assert!(first.starts_with("tg://login?token="), "{first}");
+    // Shown again with a new token before the old one expires.
+    let second = qr_link(&tokio::time::timeout(WAIT, login.wait()).await??);
+    assert_ne!(first, second);
+    assert!(w.sim.login_tokens_issued() >= 2);
+
+    w.sim.accept_login_token(&second, w.account.id)?;
+    let step = tokio::time::timeout(WAIT, login.wait()).await??;
+    assert_eq!(step_id(&step), "password");
+    match login.submit_input(one("password", "wrong password")).await {
+        Err(NetworkError::BadInput(message)) => assert!(message.contains("password"), "{message}"),
+        other => panic!("a wrong password must be re-asked: {other:?}"),
+    }
+    let done = login.submit_input(one("password", PASSWORD)).await?;
+    let LoginStep::Complete {
+        login: completed, ..
+    } = done
+    else {
+        panic!("{done:?}")
+    };
+    assert_eq!(completed.remote_id, w.account.id.to_string());
+    assert_eq!(completed.remote_name, "Alice Liddell");
+
+    // The session works.
+    let id = completed.remote_id.clone();
+    let store = LoginStore::in_memory(&LoginId(id.clone()));
+    let (client, mut rx) = connected(&connector, &id, completed.session, store).await?;
+    w.sim
+        .send_private(w.contact, w.account.id, "hello by QR", vec![]);
+    assert_eq!(next_text(&mut rx).await?, "hello by QR");
+    client.disconnect().await;
+
+    // An account without a cloud password is done once the phone accepts.
+    let other = w.sim.add_account("+1 555 0100", "Olga", None, None);
+    let mut login = connector.create_login("qr").await?;
+    let link = qr_link(&login.start().await?);
+    w.sim.accept_login_token(&link, other.id)?;
+    let done = tokio::time::timeout(WAIT, login.wait()).await??;
+    assert!(
+        matches!(&done, LoginStep::Complete { login, .. } if login.remote_id == other.id.to_string() && login.remote_name == "Olga"),
+        "{done:?}"
+    );
+    Ok(())
+}
+
 #[tokio::test]
 async fn logins_need_the_api_credentials_and_explain_where_to_get_them() -> anyhow::Result<()> {
     let sim = TelegramSim::start().await?;
@@ -492,68 +557,170 @@ async fn a_session_ended_on_the_phone_is_reported_and_a_new_login_catches_up() -
     Ok(())
 }
 
+fn outgoing(chat: &ChatRef, body: &str, reply_to: Option<&RemoteMessageId>) -> OutgoingMessage {
+    OutgoingMessage {
+        chat: chat.clone(),
+        content: text_content(body, None),
+        reply_to: reply_to.cloned(),
+        thread_root: None,
+        relayed_from: None,
+        avatar_url: None,
+    }
+}
+
+/// The texts the account sent to `peer`, oldest first.
+fn sent_texts(sim: &TelegramSim, account: i64, peer: i64) -> Vec<String> {
+    sim.messages(account, peer)
+        .into_iter()
+        .filter(|m| m.out)
+        .map(|m| m.text)
+        .collect()
+}
+
 #[tokio::test]
-async fn a_send_held_by_a_flood_wait_arrives_and_its_user_is_told() -> anyhow::Result<()> {
+async fn sends_held_by_a_flood_wait_wait_in_order_and_their_user_is_told() -> anyhow::Result<()> {
     let w = world().await?;
     let connector = TelegramConnector::new(config(&w.sim))?;
     let (id, session) = phone_login(&w, &connector).await?;
     let store = LoginStore::in_memory(&LoginId(id.clone()));
-    let (client, mut rx) = connected(&connector, &id, session, store).await?;
+    let (client, mut rx) = connected(&connector, &id, session.clone(), store.clone()).await?;
     w.sim.send_private(w.contact, w.account.id, "hello", vec![]);
     assert_eq!(next_text(&mut rx).await?, "hello");
-
-    w.sim.flood_wait("messages.sendMessage", 3, 1);
     let chat = ChatRef {
         id: RemoteChatId(w.contact.to_string()),
         receiver: Some(LoginId(id.clone())),
     };
+
+    // Telegram holds sends back for 3 s: each send returns at once with a provisional ID.
+    w.sim.flood_for("messages.sendMessage", 3);
     let started = std::time::Instant::now();
-    let outgoing = OutgoingMessage {
-        chat,
-        content: text_content("after the wait", None),
-        reply_to: None,
-        thread_root: None,
-        relayed_from: None,
-        avatar_url: None,
-    };
-    client.send_message(outgoing).await?;
+    let first = client.send_message(outgoing(&chat, "first", None)).await?;
+    let second = client
+        .send_message(outgoing(&chat, "second", Some(&first.id)))
+        .await?;
+    let third = client.send_message(outgoing(&chat, "third", None)).await?;
     assert!(
-        started.elapsed() >= Duration::from_secs(3),
-        "the send waited out the flood"
+        started.elapsed() < Duration::from_secs(2),
+        "no send waits for the flood"
     );
-    assert!(w
-        .sim
-        .messages(w.account.id, w.contact)
-        .iter()
-        .any(|m| m.out && m.text == "after the wait"));
-    assert!(w
-        .sim
-        .calls()
-        .contains(&"messages.sendMessage (flood wait)".to_owned()));
+    assert!(first.id.as_str().starts_with("queued-"), "{:?}", first.id);
+    let status = client.status().expect("ping shows the queue");
+    assert!(status.starts_with("3 messages waiting"), "{status}");
     let notice = recv(&mut rx, |e| matches!(e, RemoteEvent::Notice(_))).await?;
     let RemoteEvent::Notice(text) = notice else {
         unreachable!()
     };
     assert!(text.contains("3 seconds"), "{text}");
+    // A waiting message can still be edited or deleted.
+    client
+        .edits()
+        .expect("edits")
+        .edit_message(&chat, &second.id, text_content("second (edited)", None))
+        .await?;
+    client
+        .deletions()
+        .expect("deletions")
+        .delete_message(&chat, &third.id)
+        .await?;
+
+    bridge_tests::wait_until(WAIT, "the queued messages to be sent", || async {
+        Ok((sent_texts(&w.sim, w.account.id, w.contact).len() >= 2).then_some(()))
+    })
+    .await?;
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "sent after the wait"
+    );
+    assert_eq!(
+        sent_texts(&w.sim, w.account.id, w.contact),
+        ["first", "second (edited)"]
+    );
+    let messages = w.sim.messages(w.account.id, w.contact);
+    let first_real = messages.iter().find(|m| m.text == "first").expect("first");
+    let second_real = messages
+        .iter()
+        .find(|m| m.text == "second (edited)")
+        .expect("second");
+    assert_eq!(
+        second_real.reply_to,
+        Some(first_real.id),
+        "a reply to a queued message"
+    );
+    assert_eq!(client.status(), None, "nothing waits");
+
+    // Telegram's news about a queued message names it by the ID the core knows; an edit
+    // from Matrix reaches the real message. The sends themselves are not echoed.
+    w.sim.reply_private(
+        w.contact,
+        w.account.id,
+        "re: first",
+        vec![],
+        Some(first_real.id),
+    );
+    let reply = recv(&mut rx, |e| {
+        assert!(
+            !matches!(e, RemoteEvent::Message { sender, .. } if sender.is_from_me),
+            "an own send came back: {e:?}"
+        );
+        matches!(e, RemoteEvent::Message { .. })
+    })
+    .await?;
+    assert!(
+        matches!(&reply, RemoteEvent::Message { reply_to: Some(r), .. } if r == &first.id),
+        "{reply:?}"
+    );
+    client
+        .edits()
+        .expect("edits")
+        .edit_message(&chat, &first.id, text_content("first (fixed)", None))
+        .await?;
+    assert!(w
+        .sim
+        .messages(w.account.id, w.contact)
+        .iter()
+        .any(|m| m.id == first_real.id && m.edited && m.text == "first (fixed)"));
+
+    // What waits survives a restart, and goes out once.
+    w.sim.flood_for("messages.sendMessage", 2);
+    client.send_message(outgoing(&chat, "fourth", None)).await?;
+    client.send_message(outgoing(&chat, "fifth", None)).await?;
+    client.disconnect().await;
+    drop(client);
+    let (client, _rx) = connected(&connector, &id, session, store).await?;
+    bridge_tests::wait_until(WAIT, "the messages from before the restart", || async {
+        Ok((sent_texts(&w.sim, w.account.id, w.contact).len() >= 4).then_some(()))
+    })
+    .await?;
+    assert_eq!(
+        sent_texts(&w.sim, w.account.id, w.contact),
+        ["first (fixed)", "second (edited)", "fourth", "fifth"]
+    );
     client.disconnect().await;
     Ok(())
 }
 
-#[tokio::test]
-async fn typing_read_receipts_and_name_changes() -> anyhow::Result<()> {
+/// A logged-in client that received `text` from the contact: the world, the client, its
+/// events, the private chat and the message's number.
+async fn chatting(
+    text: &str,
+) -> anyhow::Result<(World, Arc<dyn NetworkClient>, Events, ChatRef, i32)> {
     let w = world().await?;
     let connector = TelegramConnector::new(config(&w.sim))?;
     let (id, session) = phone_login(&w, &connector).await?;
     let store = LoginStore::in_memory(&LoginId(id.clone()));
     let (client, mut rx) = connected(&connector, &id, session, store).await?;
-    let incoming = w
-        .sim
-        .send_private(w.contact, w.account.id, "are you there?", vec![]);
-    assert_eq!(next_text(&mut rx).await?, "are you there?");
+    let incoming = w.sim.send_private(w.contact, w.account.id, text, vec![]);
+    assert_eq!(next_text(&mut rx).await?, text);
     let chat = ChatRef {
         id: RemoteChatId(w.contact.to_string()),
-        receiver: Some(LoginId(id.clone())),
+        receiver: Some(LoginId(id)),
     };
+    Ok((w, client, rx, chat, incoming))
+}
+
+#[tokio::test]
+async fn typing_read_receipts_and_name_changes() -> anyhow::Result<()> {
+    let (w, client, mut rx, chat, incoming) = chatting("are you there?").await?;
 
     w.sim.typing(w.contact, w.account.id);
     let typing = recv(&mut rx, |e| matches!(e, RemoteEvent::Typing { .. })).await?;
@@ -596,6 +763,55 @@ async fn typing_read_receipts_and_name_changes() -> anyhow::Result<()> {
         matches!(&read, RemoteEvent::ReadReceipt { chat: c, sender, up_to } if c == &chat && sender.user.as_str() == w.contact.to_string() && up_to == &sent.id),
         "{read:?}"
     );
+    client.disconnect().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn reactions_both_ways_and_unknown_ones_are_refused() -> anyhow::Result<()> {
+    let (w, client, mut rx, chat, incoming) = chatting("react to me").await?;
+    let target = RemoteMessageId(incoming.to_string());
+    let reactions = client.reactions().expect("reactions");
+    assert!(
+        reactions.emoji_id("🦆").is_none(),
+        "not a Telegram reaction"
+    );
+    let heart = reactions.emoji_id("❤️").expect("a Telegram reaction");
+
+    // Matrix → Telegram; its echo is not reported back.
+    reactions.add_reaction(&chat, &target, &heart).await?;
+    let reacted = |account: i64| {
+        w.sim
+            .messages(account, w.contact)
+            .into_iter()
+            .find(|m| m.id == incoming)
+            .map(|m| m.reactions)
+            .unwrap_or_default()
+    };
+    assert_eq!(reacted(w.account.id), [(w.account.id, "❤".to_owned())]);
+
+    // Telegram → Matrix: Bob reacts, then takes it back.
+    w.sim.react(w.contact, w.account.id, incoming, Some("👍"));
+    let added = recv(&mut rx, |e| {
+        assert!(
+            !matches!(e, RemoteEvent::ReactionAdd { sender, .. } if sender.is_from_me),
+            "the bridge's own reaction came back: {e:?}"
+        );
+        matches!(e, RemoteEvent::ReactionAdd { .. })
+    })
+    .await?;
+    assert!(
+        matches!(&added, RemoteEvent::ReactionAdd { target: t, sender, emoji, .. } if t == &target && sender.user.as_str() == w.contact.to_string() && emoji == "👍"),
+        "{added:?}"
+    );
+    w.sim.react(w.contact, w.account.id, incoming, None);
+    let removed = recv(&mut rx, |e| matches!(e, RemoteEvent::ReactionRemove { .. })).await?;
+    assert!(
+        matches!(&removed, RemoteEvent::ReactionRemove { sender, emoji_id, .. } if sender.user.as_str() == w.contact.to_string() && emoji_id.0 == "👍"),
+        "{removed:?}"
+    );
+    reactions.remove_reaction(&chat, &target, &heart).await?;
+    assert!(reacted(w.account.id).is_empty());
     client.disconnect().await;
     Ok(())
 }

@@ -32,6 +32,10 @@ fn ping(ctx: CommandContext, _args: Vec<String>) -> CommandFuture {
             text.push_str(&format!(" You have {} login(s):", logins.len()));
             for login in logins {
                 text.push_str(&format!("\n- {} ({}): {}", login.remote_name, login.remote_id, login.state.replace('_', " ")));
+                let live = ctx.bridge.logins.get(&crate::network::LoginId(login.id.clone()));
+                if let Some(status) = live.and_then(|live| live.client.status()) {
+                    text.push_str(&format!(" ({status})"));
+                }
             }
         }
         ctx.reply(&text).await

@@ -99,6 +99,12 @@ pub trait NetworkClient: Send + Sync + 'static {
     /// The current connection state, for `ping`.
     fn state(&self) -> LoginState;
 
+    /// Anything else the login's owner should see in `ping` (messages waiting to be sent,
+    /// say), as one line; `None` when there is nothing to add. Must not block.
+    fn status(&self) -> Option<String> {
+        None
+    }
+
     /// Sends a message and returns its remote ID.
     async fn send_message(&self, message: OutgoingMessage) -> Result<SentMessage, NetworkError>;
 
