@@ -341,3 +341,31 @@ async fn cards(s: &Session) -> anyhow::Result<()> {
     assert_eq!(user.download_media(&mxc).await?, avatar);
     Ok(())
 }
+
+/// `login` while logged in (issue 11, first hour): the bot says who the user is logged in
+/// as and how to log in to that account again; the bridge's service, which carries one
+/// account, is said to be in use; no message shows library words; the login keeps working.
+#[tokio::test]
+async fn wechat_login_while_logged_in_says_who_and_how() -> anyhow::Result<()> {
+    let s = session().await?;
+    let result = login_while_logged_in(&s).await;
+    logged(&s, result).await
+}
+
+async fn login_while_logged_in(s: &Session) -> anyhow::Result<()> {
+    let Session { user, management, .. } = s;
+    user.send_text(management, "login").await?;
+    let already = wait_from(user, management, BOT, |e| body(e).contains("already logged in")).await?;
+    let text = body(&already);
+    assert!(text.contains("测试用户") && text.contains("another account") && text.contains("`relogin`"), "{already}");
+    let failed = wait_from(user, management, BOT, |e| body(e).starts_with("Login failed")).await?;
+    assert!(body(&failed).contains("This bridge's WeChat service is already in use by a logged-in WeChat account"), "{failed}");
+    for event in user.messages(management, 100).await? {
+        let text = body(&event).to_lowercase();
+        assert!(
+            event["sender"] != BOT || !(text.contains("remote error") || text.contains("puppet")),
+            "library words in a message to the user: {event}"
+        );
+    }
+    wait_connected(user, management).await
+}
