@@ -174,7 +174,9 @@ mod tests {
         let lost = "Lost the connection for Ann (down); reconnecting.";
         let back = "Reconnected Ann.";
         let stopped = "Your login Ann stopped working: token revoked. Use `relogin` or `login` to log in again.";
-        let cases: Vec<(&str, Vec<(LoginState, bool)>, Vec<&str>)> = vec![
+        /// (what, the states with whether each outlasts the grace period, what is told)
+        type Case<'a> = (&'a str, Vec<(LoginState, bool)>, Vec<&'a str>);
+        let cases: Vec<Case> = vec![
             ("a start", vec![(c.clone(), false), (up.clone(), false)], vec![]),
             ("a drop within the grace period", vec![(up.clone(), false), (transient("down"), false), (c.clone(), false), (up.clone(), false)], vec![]),
             (

@@ -120,7 +120,9 @@ mod tests {
         let vp8l_bits: u32 = (640 - 1) | (480 - 1) << 14;
         let mut vp8l = vec![0x2F];
         vp8l.extend(vp8l_bits.to_le_bytes());
-        let cases: Vec<(&str, Vec<u8>, Option<(u32, u32)>)> = vec![
+        /// (what, the bytes, the size they give)
+        type Case<'a> = (&'a str, Vec<u8>, Option<(u32, u32)>);
+        let cases: Vec<Case> = vec![
             ("png", png(800, 600), Some((800, 600))),
             ("gif", b"GIF89a\x40\x01\xf0\x00\x80\0\0".to_vec(), Some((320, 240))),
             ("jpeg", jpeg(1024, 768), Some((1024, 768))),
