@@ -115,6 +115,8 @@ pub(crate) struct Shared {
     pub(crate) thread_messages: Mutex<HashMap<MessageId, ChannelId>>,
     /// Keeps new messages of a channel in their order (see [`handle_remote::Sequencer`]).
     pub(crate) sequencer: handle_remote::Sequencer,
+    /// Server nicknames given as names in rooms.
+    room_names: handle_remote::RoomNames,
 }
 
 /// The Discord accounts of every login of this bridge: their bots, and the webhooks they
@@ -169,6 +171,7 @@ impl DiscordClient {
             channel_parents: Mutex::new(HashMap::new()),
             thread_messages: Mutex::new(HashMap::new()),
             sequencer: handle_remote::Sequencer::default(),
+            room_names: handle_remote::RoomNames::default(),
         };
         Self { shared: Arc::new(shared), task: Mutex::new(None) }
     }
@@ -466,11 +469,20 @@ impl EventHandler for Handler {
             let names = shared.names(&message.mentions, message.guild_id);
             handle_remote::message_event(&message, &names, &shared.login, bot)
         };
+        // In a server, the author's nickname is their name in its rooms: set before the
+        // message (in a room made for it first, when it is the room's first message).
+        let named = message.guild_id.and(message.member.as_ref()).and_then(|member| {
+            shared.room_names.news(&chat, message.author.id, member.nick.as_deref())
+        });
         if let RemoteEvent::Message { chat: event_chat, thread_root, .. } = &mut event {
-            *event_chat = chat;
+            *event_chat = chat.clone();
             *thread_root = root;
         }
         turn.wait().await;
+        if let Some(info) = named {
+            shared.events.send(RemoteEvent::ChatCreated { chat: chat.clone() }).await;
+            shared.events.send(RemoteEvent::ChatInfoChanged { chat, info }).await;
+        }
         shared.events.send(event).await;
     }
 

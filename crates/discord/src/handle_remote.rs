@@ -7,9 +7,11 @@ use std::collections::HashMap;
 
 use bridge_core::network::client::ChatActivity;
 use bridge_core::network::events::{
-    AvatarRef, ChatRef, Media, MediaKind, MessageContent, MessagePart, Sender, UserInfo,
+    AvatarRef, ChatInfo, ChatMember, ChatRef, Media, MediaKind, MessageContent, MessagePart, Sender, UserInfo,
 };
-use bridge_core::network::{EventSender, LoginId, NetworkError, PartId, RemoteEvent, RemoteMessageId, RemoteUserId};
+use bridge_core::network::{
+    EventSender, LoginId, NetworkError, PartId, RemoteChatId, RemoteEvent, RemoteMessageId, RemoteUserId,
+};
 use serenity::http::MessagePagination;
 
 use crate::connector::timed;
@@ -136,6 +138,35 @@ pub fn message_parts(message: &Message, names: &Names<'_>) -> Vec<MessagePart> {
         }
     }
     parts
+}
+
+/// Most (room, member) pairs [`RoomNames`] remembers before it starts afresh.
+const MAX_ROOM_NAMES: usize = 10_000;
+
+/// The server nicknames already given to ghosts as their names in rooms: (chat, user) →
+/// nickname. A member's nickname is their name in that server's rooms only (their ghost's
+/// global profile keeps their own name); it is sent with their first message in each room
+/// of a run, and again when it changed.
+#[derive(Debug, Default)]
+pub struct RoomNames(std::sync::Mutex<HashMap<(RemoteChatId, UserId), Option<String>>>);
+
+impl RoomNames {
+    /// The chat info that names `user` `nick` (`None`: no nickname) in `chat`, unless
+    /// that was already sent.
+    pub fn news(&self, chat: &ChatRef, user: UserId, nick: Option<&str>) -> Option<ChatInfo> {
+        let nick = nick.map(str::trim).filter(|n| !n.is_empty()).map(str::to_owned);
+        let mut known = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (chat.id.clone(), user);
+        if known.get(&key) == Some(&nick) {
+            return None;
+        }
+        if known.len() >= MAX_ROOM_NAMES {
+            known.clear();
+        }
+        known.insert(key, nick.clone());
+        let member = ChatMember { user: ids::user_id(user), nickname: nick, is_admin: false };
+        Some(ChatInfo { members: Some(vec![member]), members_partial: true, ..ChatInfo::default() })
+    }
 }
 
 /// Whether a message is one the bridge should relay (not a system message such as a pin).
@@ -286,6 +317,28 @@ mod tests {
         let avatar = info.avatar.expect("avatar");
         assert_eq!(avatar.id, "0123456789abcdef0123456789abcdef");
         assert!(avatar.source.expect("source").contains("/avatars/5/"));
+    }
+
+    #[test]
+    fn room_names_are_news_once_per_room_and_nickname() {
+        let names = RoomNames::default();
+        let login = LoginId::from("9");
+        let (general, random) = (chat_ref(ChannelId::new(3), Some(GuildId::new(4)), &login), chat_ref(ChannelId::new(5), Some(GuildId::new(4)), &login));
+        let ming = UserId::new(7);
+        let cases = [
+            (&general, Some("小明同学"), Some(Some("小明同学"))),
+            (&general, Some("小明同学"), None),
+            (&random, Some("小明同学"), Some(Some("小明同学"))),
+            (&general, Some(" 小明 "), Some(Some("小明"))),
+            (&general, Some(""), Some(None)),
+            (&general, None, None),
+        ];
+        for (chat, nick, want) in cases {
+            let got = names.news(chat, ming, nick);
+            let members = got.as_ref().and_then(|info| info.members.clone());
+            assert_eq!(members.as_ref().map(|m| m[0].nickname.as_deref()), want, "{nick:?}");
+            assert!(got.is_none_or(|info| info.members_partial && members.is_some_and(|m| m[0].user == ids::user_id(ming))));
+        }
     }
 
     #[test]

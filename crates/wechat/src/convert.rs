@@ -195,6 +195,7 @@ pub fn room_info(room: &RoomPayloadResponse, members: Vec<ChatMember>) -> ChatIn
         avatar: None,
         is_direct: false,
         members: Some(members),
+        members_partial: false,
         parent: None,
     }
 }
@@ -217,6 +218,7 @@ pub fn dm_info(contact: &ContactPayloadResponse, self_id: &str) -> ChatInfo {
         avatar: None,
         is_direct: true,
         members: Some(vec![member(&contact.id), member(self_id)]),
+        members_partial: false,
         parent: None,
     }
 }

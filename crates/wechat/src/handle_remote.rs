@@ -110,12 +110,12 @@ impl Shared {
                             return end;
                         }
                     }
-                    Ok(None) => return End::Transient("the puppet service closed the event stream".to_owned()),
+                    Ok(None) => return End::Transient("the WeChat service closed the connection".to_owned()),
                     Err(status) => return PuppetError::from_status("Event", &status).into(),
                 },
                 _ = ping.tick() => {
                     if last_seen.elapsed() > self.config.heartbeat_timeout() {
-                        return End::Transient("no heartbeat from the puppet service".to_owned());
+                        return End::Transient("no heartbeat from the WeChat service".to_owned());
                     }
                     let puppet = self.puppet.clone();
                     tokio::spawn(async move {
@@ -136,7 +136,7 @@ impl Shared {
             EventType::Login => {
                 let login: LoginEvent = parse(payload)?;
                 if login.contact_id != self.self_id() {
-                    return Some(End::BadCredentials("the puppet is logged in to another WeChat account".to_owned()));
+                    return Some(End::BadCredentials("the WeChat service is logged in to another WeChat account".to_owned()));
                 }
                 if !*connected {
                     *connected = true;
@@ -251,7 +251,7 @@ fn logout_end(data: Option<&str>) -> End {
     match data.unwrap_or_default() {
         // The puppet itself stopped (a reset, or the service shutting down); it may resume
         // the session when it starts again, or ask for a scan (SCAN).
-        PUPPET_STOPPED => End::Transient("the puppet service restarted its WeChat puppet".to_owned()),
+        PUPPET_STOPPED => End::Transient("the WeChat service restarted".to_owned()),
         "" => End::BadCredentials("logged out of WeChat".to_owned()),
         data => End::BadCredentials(format!("logged out of WeChat ({data})")),
     }
@@ -260,8 +260,8 @@ fn logout_end(data: Option<&str>) -> End {
 /// How a RESET event ends the session: the stream is reopened.
 fn reset_end(payload: &str) -> End {
     match parse::<DataEvent>(payload).and_then(|e| e.data).filter(|d| !d.is_empty()) {
-        Some(data) => End::Transient(format!("the puppet service reset the connection: {data}")),
-        None => End::Transient("the puppet service reset the connection".to_owned()),
+        Some(data) => End::Transient(format!("the WeChat service reset the connection: {data}")),
+        None => End::Transient("the WeChat service reset the connection".to_owned()),
     }
 }
 
@@ -290,8 +290,8 @@ mod tests {
 
     #[test]
     fn a_reset_reopens_the_stream() {
-        assert_eq!(reset_end(r#"{"data":"watchdog"}"#), End::Transient("the puppet service reset the connection: watchdog".to_owned()));
-        assert_eq!(reset_end("{}"), End::Transient("the puppet service reset the connection".to_owned()));
-        assert_eq!(reset_end("not json"), End::Transient("the puppet service reset the connection".to_owned()));
+        assert_eq!(reset_end(r#"{"data":"watchdog"}"#), End::Transient("the WeChat service reset the connection: watchdog".to_owned()));
+        assert_eq!(reset_end("{}"), End::Transient("the WeChat service reset the connection".to_owned()));
+        assert_eq!(reset_end("not json"), End::Transient("the WeChat service reset the connection".to_owned()));
     }
 }

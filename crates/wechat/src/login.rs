@@ -87,9 +87,7 @@ impl QrLogin {
             other => other.into(),
         })?;
         let stream = puppet.events().await.map_err(|e| match e {
-            PuppetError::StreamBusy => NetworkError::Remote(
-                "the puppet is busy with another client (is this account already bridged?)".to_owned(),
-            ),
+            PuppetError::StreamBusy => NetworkError::Remote(self.service_in_use()),
             PuppetError::Unauthenticated if self.own.is_some() => NetworkError::BadInput(e.to_string()),
             other => self.unreachable(other),
         })?;
@@ -97,6 +95,17 @@ impl QrLogin {
         self.puppet = Some(puppet);
         self.stream = Some(stream);
         self.next_step().await
+    }
+
+    /// Why a login cannot start on a service that is in use: a Wechaty service carries one
+    /// WeChat account, and another login (usually one of this bridge's) is using it.
+    fn service_in_use(&self) -> String {
+        let whose = if self.own.is_some() { "Your WeChat service" } else { "This bridge's WeChat service" };
+        let mut text = format!("{whose} is already in use by a logged-in WeChat account, and it carries one account at a time");
+        if self.asks_for_endpoint() && self.own.is_none() {
+            text.push_str(". To add another account, send `login` and give the address of your own Wechaty service");
+        }
+        text
     }
 
     /// `error` for the user: an unreachable service of the bridge's config is named with
@@ -120,7 +129,7 @@ impl QrLogin {
             let stream = self.stream.as_mut().ok_or_else(|| NetworkError::Remote("the login was not started".to_owned()))?;
             let event = match stream.message().await {
                 Ok(Some(event)) => event,
-                Ok(None) => return Err(NetworkError::Remote("the puppet service closed the event stream".to_owned())),
+                Ok(None) => return Err(NetworkError::Remote("the WeChat service closed the connection".to_owned())),
                 Err(status) => return Err(PuppetError::from_status("Event", &status).into()),
             };
             match EventType::try_from(event.r#type).unwrap_or(EventType::Unspecified) {
@@ -209,11 +218,11 @@ impl LoginProcess for QrLogin {
             };
             return Ok(LoginStep::UserInput {
                 step_id: "endpoint".to_owned(),
-                instructions: "Send the address and token of your Wechaty puppet service, or `default` to use the bridge's."
+                instructions: "Send the address and token of your own Wechaty service, or `default` to use the bridge's."
                     .to_owned(),
                 fields: vec![
                     field("endpoint", FieldKind::Url, "Endpoint", "http://host:port or https://host:port, or `default`"),
-                    field("token", FieldKind::Token, "Token", "The puppet service token (any text with `default`)"),
+                    field("token", FieldKind::Token, "Token", "The Wechaty service token (any text with `default`)"),
                 ],
             });
         }

@@ -39,25 +39,25 @@ const MAX_FILE: usize = 100 * 1024 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum PuppetError {
     /// The endpoint in the config or session is not a usable URL.
-    #[error("invalid puppet service endpoint {0:?}")]
+    #[error("invalid WeChat service address {0:?}")]
     InvalidEndpoint(String),
     /// The TLS settings could not be applied.
     #[error("tls setup failed: {0}")]
     Tls(String),
     /// The token was rejected.
-    #[error("the puppet service rejected the token")]
+    #[error("the WeChat service rejected the token")]
     Unauthenticated,
     /// Another client holds the puppet's event stream.
-    #[error("another client is already reading this puppet's events")]
+    #[error("the WeChat service is in use by another connection")]
     StreamBusy,
     /// The service could not be reached.
-    #[error("puppet service unavailable: {0}")]
+    #[error("the WeChat service is unavailable: {0}")]
     Unavailable(String),
     /// The call took longer than the configured timeout.
-    #[error("puppet service call {0} timed out")]
+    #[error("the WeChat service did not answer {0} in time")]
     Timeout(&'static str),
     /// The service answered with an error (the first line of its message).
-    #[error("puppet service error in {call}: {message}")]
+    #[error("the WeChat service failed {call}: {message}")]
     Remote {
         /// The call that failed.
         call: &'static str,
@@ -65,10 +65,10 @@ pub enum PuppetError {
         message: String,
     },
     /// The answer was not what the protocol promises.
-    #[error("bad answer from the puppet service: {0}")]
+    #[error("unexpected answer from the WeChat service: {0}")]
     BadAnswer(String),
     /// The service does not implement this call (an older puppet service).
-    #[error("the puppet service does not implement {0}")]
+    #[error("the WeChat service does not support {0}")]
     Unimplemented(&'static str),
 }
 
@@ -470,9 +470,9 @@ mod tests {
     #[test]
     fn statuses_map_to_causes() {
         let cases = [
-            (tonic::Status::unauthenticated("bad"), "the puppet service rejected the token"),
-            (tonic::Status::already_exists("twice"), "another client is already reading this puppet's events"),
-            (tonic::Status::unknown("Error: boom\n    at foo.js:1"), "puppet service error in X: Error: boom"),
+            (tonic::Status::unauthenticated("bad"), "the WeChat service rejected the token"),
+            (tonic::Status::already_exists("twice"), "the WeChat service is in use by another connection"),
+            (tonic::Status::unknown("Error: boom\n    at foo.js:1"), "the WeChat service failed X: Error: boom"),
         ];
         for (status, text) in cases {
             assert_eq!(PuppetError::from_status("X", &status).to_string(), text);

@@ -211,7 +211,7 @@ fn chat_info(c: WireChat) -> ChatInfo {
         .iter()
         .map(|m| ChatMember { user: RemoteUserId::from(m.as_str()), nickname: c.nicknames.get(m).cloned(), is_admin: c.admins.contains(m) })
         .collect();
-    ChatInfo { name: c.name, topic: c.topic, avatar: avatar(c.avatar), is_direct: c.is_direct, members: Some(members), parent: None }
+    ChatInfo { name: c.name, topic: c.topic, avatar: avatar(c.avatar), is_direct: c.is_direct, members: Some(members), members_partial: false, parent: None }
 }
 
 fn user_info(u: WireUser) -> UserInfo {

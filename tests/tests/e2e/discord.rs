@@ -477,6 +477,8 @@ impl DiscordBridge {
             ("RUST_LOG".to_owned(), "bridge_core=debug,bridge_discord=debug,info".to_owned()),
             ("DISCORD_BRIDGE__NETWORK__API_BASE_URL".to_owned(), sim.url()),
             ("DISCORD_BRIDGE__BRIDGE__RELAY__ENABLED".to_owned(), "true".to_owned()),
+            // The client's own grace (network.disconnect_grace_seconds) already delays it.
+            ("DISCORD_BRIDGE__BRIDGE__NOTIFY_DISCONNECT_AFTER_SECS".to_owned(), "0".to_owned()),
         ];
         env.extend(extra_env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
         let mut bridge = Self { dir, synapse, process: None, port, env };

@@ -356,3 +356,76 @@ async fn the_provisioning_api_waits_for_qr_refreshes_and_the_scan() -> anyhow::R
     assert_eq!(status, 404);
     Ok(())
 }
+
+/// The states the bridge logged for its logins, in order (`connected`, `transient_disconnect`…).
+fn logged_states(log: &str) -> Vec<&'static str> {
+    let labels = ["connecting", "connected", "transient_disconnect", "bad_credentials", "logged_out"];
+    log.lines()
+        .filter(|l| l.contains("login state changed"))
+        .filter_map(|l| labels.into_iter().find(|label| l.contains(&format!("\"{label}\"")) || l.contains(&format!("={label}"))))
+        .collect()
+}
+
+/// Waits until the bridge has logged the login's state `state` `count` times in all.
+async fn wait_logged_state(bridge: &TestBridge, state: &str, count: usize) -> anyhow::Result<()> {
+    wait_until(WAIT, &format!("the state {state} logged {count} times"), || async {
+        Ok((logged_states(&bridge.log()).iter().filter(|s| **s == state).count() >= count).then_some(()))
+    })
+    .await
+}
+
+/// How many of the bot's messages in `room` contain `needle`.
+async fn told(user: &TestUser, room: &str, bot: &str, needle: &str) -> anyhow::Result<usize> {
+    Ok(user.messages(room, 100).await?.iter().filter(|e| e["sender"] == bot && body(e).contains(needle)).count())
+}
+
+/// Bridge state notices (issue 11): the owner hears of a lost connection once it lasted
+/// `bridge.notify_disconnect_after_secs` — not of a shorter drop, nor of each retry — and
+/// once of its end; of bad credentials once, also when the restarted bridge finds them
+/// still bad.
+#[tokio::test]
+async fn login_state_changes_are_told_once_each() -> anyhow::Result<()> {
+    let net = network().await?;
+    let grace = ("notify_disconnect_after_secs: 30".to_owned(), "notify_disconnect_after_secs: 8".to_owned());
+    let mut bridge = bridge(&net, Vec::new(), vec![grace]).await?;
+    let user = bridge.user("state").await?;
+    let room = bridge.management_room(&user).await?;
+    say(&bridge, &user, &room, "login password").await?;
+    say(&bridge, &user, &room, "+15550001").await?;
+    say(&bridge, &user, &room, "12345").await?;
+    let (_, done) = say(&bridge, &user, &room, "hunter2").await?;
+    assert_contains(&done, "Logged in as Alice");
+    wait_logged_state(&bridge, "connected", 1).await?;
+
+    // A drop shorter than the grace period passes in silence.
+    net.stop().await;
+    wait_logged_state(&bridge, "transient_disconnect", 1).await?;
+    net.start_again().await?;
+    wait_logged_state(&bridge, "connected", 2).await?;
+
+    // An outage: one notice once it lasted the grace period (the client retries meanwhile),
+    // one when it is over.
+    net.stop().await;
+    wait_logged_state(&bridge, "transient_disconnect", 2).await?;
+    let bot = bridge.bot.clone();
+    let lost = user.wait_for_event(&room, |e| e["sender"] == bot.as_str() && body(e).contains("Lost the connection"), WAIT).await?;
+    assert_contains(body(&lost), "Lost the connection for Alice");
+    net.start_again().await?;
+    user.wait_for_event(&room, |e| e["sender"] == bot.as_str() && body(e) == "Reconnected Alice.", WAIT).await?;
+    assert_eq!(told(&user, &room, &bot, "Lost the connection").await?, 1, "the short drop or a retry was told");
+    assert_eq!(told(&user, &room, &bot, "Reconnected").await?, 1);
+
+    // Bad credentials: told once, and not again by the restarted bridge.
+    net.revoke_login("alice");
+    let stopped = user.wait_for_event(&room, |e| e["sender"] == bot.as_str() && body(e).contains("stopped working"), WAIT).await?;
+    assert_contains(body(&stopped), "Your login Alice stopped working");
+    assert_contains(body(&stopped), "`relogin`");
+    bridge.kill()?;
+    bridge.run(&[]).await?;
+    wait_logged_state(&bridge, "bad_credentials", 2).await?;
+    // The answer to a command sent after the restart comes after any notice of the start.
+    let (_, list) = say(&bridge, &user, &room, "list-logins").await?;
+    assert_contains(&list, "Alice (`alice`): bad credentials");
+    assert_eq!(told(&user, &room, &bot, "stopped working").await?, 1, "bad credentials told twice");
+    Ok(())
+}

@@ -474,6 +474,8 @@ impl WechatBridge {
             ("heartbeat_interval_secs: 30".to_owned(), "heartbeat_interval_secs: 2".to_owned()),
             ("heartbeat_timeout_secs: 90".to_owned(), "heartbeat_timeout_secs: 6".to_owned()),
             ("call_timeout_secs: 15".to_owned(), "call_timeout_secs: 5".to_owned()),
+            // Every drop is told at once: the tests follow each one.
+            ("notify_disconnect_after_secs: 30".to_owned(), "notify_disconnect_after_secs: 0".to_owned()),
         ];
         for (from, to) in &edits {
             edit(&config, from, to)?;

@@ -5,12 +5,16 @@
 use std::{
     collections::HashMap,
     sync::{Arc, RwLock},
+    time::Duration,
 };
 
 use anyhow::Context as _;
 use ruma::{OwnedUserId, UserId};
 
-use super::Bridge;
+use super::{
+    state_notices::{self, Tell},
+    Bridge,
+};
 use crate::{
     network::{
         events::LoginState, login::CompletedLogin, EventSender, LoginId, NetworkClient, RemoteEvent,
@@ -124,6 +128,7 @@ impl Bridge {
             live.client.disconnect().await;
         }
         self.store.user_logins().delete(id.as_str()).await?;
+        self.state_notices.forget(id);
         if let Err(e) = crate::network::LoginStore::database(self.store.clone(), id).clear().await {
             tracing::warn!(login = %id, error = %e, "could not delete the login's network state");
         }
@@ -184,34 +189,33 @@ impl Bridge {
         }
     }
 
-    async fn on_login_state(&self, login: &LoginId, state: LoginState) {
-        let label = match &state {
-            LoginState::Connecting => "connecting",
-            LoginState::Connected => "connected",
-            LoginState::TransientDisconnect { .. } => "transient_disconnect",
-            LoginState::BadCredentials { .. } => "bad_credentials",
-            LoginState::LoggedOut => "logged_out",
-        };
+    async fn on_login_state(self: &Arc<Self>, login: &LoginId, state: LoginState) {
+        let label = state_notices::label(&state);
         let previous = self.store.user_logins().get(login.as_str()).await.ok().flatten().map(|l| l.state);
-        if let Err(e) = self.store.user_logins().update_state(login.as_str(), label).await {
-            tracing::warn!(%login, error = %e, "could not store a login state");
+        if state_notices::replaces(previous.as_deref(), &state) {
+            if let Err(e) = self.store.user_logins().update_state(login.as_str(), label).await {
+                tracing::warn!(%login, error = %e, "could not store a login state");
+            }
         }
         tracing::info!(%login, state = label, "login state changed");
         // Tell the owner about problems and recoveries, not about every reconnect.
         let Some(live) = self.logins.get(login) else { return };
-        let message = match &state {
-            LoginState::BadCredentials { reason } => Some(format!("Your login {} stopped working: {reason}. Use `relogin` or `login` to log in again.", live.remote_name)),
-            LoginState::LoggedOut => Some(format!("Your login {} was logged out on the network.", live.remote_name)),
-            LoginState::TransientDisconnect { reason } if previous.as_deref() == Some("connected") => {
-                Some(format!("Lost the connection for {} ({reason}); reconnecting.", live.remote_name))
+        let grace = Duration::from_secs(self.settings.notify_disconnect_after_secs);
+        match self.state_notices.on_change(login, &live.remote_name, previous.as_deref(), &state, grace) {
+            Tell::Nothing => {}
+            Tell::Now(text) => self.notify_user(&live.user, &text).await,
+            Tell::Later { outage } => {
+                let (bridge, login) = (self.clone(), login.clone());
+                tokio::spawn(async move {
+                    tokio::select! {
+                        () = tokio::time::sleep(grace) => {}
+                        () = bridge.shutdown.cancelled() => return,
+                    }
+                    if let Some(text) = bridge.state_notices.overdue(&login, &live.remote_name, outage) {
+                        bridge.notify_user(&live.user, &text).await;
+                    }
+                });
             }
-            LoginState::Connected if previous.as_deref() == Some("transient_disconnect") => {
-                Some(format!("Reconnected {}.", live.remote_name))
-            }
-            _ => None,
-        };
-        if let Some(message) = message {
-            self.notify_user(&live.user, &message).await;
         }
     }
 }

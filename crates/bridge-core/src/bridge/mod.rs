@@ -4,6 +4,7 @@
 pub mod ids;
 pub mod logins;
 mod handler;
+mod state_notices;
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
@@ -57,6 +58,8 @@ pub struct Bridge {
     pub login_sessions: LoginSessions,
     /// The Prometheus counters.
     pub metrics: Arc<Metrics>,
+    /// The disconnections being told to the logins' owners.
+    pub(crate) state_notices: state_notices::StateNotices,
     /// Where login clients report remote events (see [`crate::network::EventSender`]).
     pub remote_tx: mpsc::Sender<(LoginId, RemoteEvent)>,
     /// Where logins report tracked events ([`crate::network::EventSender::send_tracked`]).
@@ -145,6 +148,7 @@ pub async fn run<N: Network>(config: Config<N::Config>, config_path: PathBuf) ->
         remote_tx,
         tracked_tx,
         metrics: Arc::new(Metrics::default()),
+        state_notices: Default::default(),
         puppets: Default::default(),
     });
 

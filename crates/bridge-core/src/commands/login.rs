@@ -29,6 +29,21 @@ pub(crate) fn login_list(logins: &[UserLogin]) -> String {
         .join("\n")
 }
 
+/// What `login` says first to a user who already has `logins`: who they are logged in as,
+/// that this adds another account, and how to log in to one of theirs again instead.
+pub(crate) fn already_logged_in(logins: &[UserLogin]) -> Option<String> {
+    let names: Vec<String> = logins.iter().map(|l| format!("{} (`{}`)", l.remote_name, l.id)).collect();
+    let (again, command) = match logins {
+        [] => return None,
+        [only] => (only.remote_name.as_str(), "`relogin`"),
+        _ => ("one of them", "`relogin <login id>`"),
+    };
+    Some(format!(
+        "You are already logged in as {}. This login adds another account; to log in to {again} again instead, send `cancel`, then {command}.",
+        names.join(", ")
+    ))
+}
+
 /// Picks the login a command acts on: the one named by `arg` (ID or remote ID), or the
 /// only one. `Err` carries the message to answer with.
 pub(crate) fn pick_login<'a>(logins: &'a [UserLogin], arg: Option<&str>, command: &str) -> Result<&'a UserLogin, String> {
@@ -72,11 +87,23 @@ fn login(ctx: CommandContext, args: Vec<String>) -> CommandFuture {
             return ctx.reply("A login is already in progress. Send `cancel` to stop it first.").await;
         }
         let flows = ctx.bridge.connector.login_flows();
+        let logins = ctx.bridge.store.user_logins().list_for_user(ctx.sender.as_str()).await?;
+        let already = already_logged_in(&logins).filter(|_| ctx.management);
         match args.first() {
             None if flows.len() > 1 => {
-                ctx.reply(&format!("Choose how to log in: send `login <flow>` with one of:\n{}", flow_list(&flows))).await
+                let choose = format!("Choose how to log in: send `login <flow>` with one of:\n{}", flow_list(&flows));
+                let text = match already {
+                    Some(already) => format!("{already}\n{choose}"),
+                    None => choose,
+                };
+                ctx.reply(&text).await
             }
-            requested => start(&ctx, requested.map(String::as_str)).await,
+            requested => {
+                if let Some(already) = already {
+                    ctx.reply(&already).await?;
+                }
+                start(&ctx, requested.map(String::as_str)).await
+            }
         }
     })
 }
@@ -160,6 +187,18 @@ mod tests {
             let got = pick_login(logins, arg, "logout").map(|l| l.id.as_str());
             assert_eq!(got.as_deref().map_err(String::as_str), want, "{arg:?}");
         }
+    }
+
+    #[test]
+    fn already_logged_in_names_the_logins_and_how_to_log_in_again() {
+        assert_eq!(already_logged_in(&[]), None);
+        let one = already_logged_in(&[login("1", "Alice", "connected")]);
+        assert_eq!(
+            one.as_deref(),
+            Some("You are already logged in as Alice (`1`). This login adds another account; to log in to Alice again instead, send `cancel`, then `relogin`.")
+        );
+        let two = already_logged_in(&[login("1", "Alice", "connected"), login("2", "Bob", "connected")]).unwrap_or_default();
+        assert!(two.contains("Alice (`1`), Bob (`2`)") && two.ends_with("`relogin <login id>`."), "{two}");
     }
 
     #[test]

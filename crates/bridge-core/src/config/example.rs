@@ -100,6 +100,9 @@ bridge:
     max_initial_messages: {backfill}
   # Seconds a login flow waits for the user before it is cancelled.
   login_timeout_secs: {login_timeout}
+  # Seconds a login may stay disconnected, reconnecting by itself, before you are told in
+  # your management room (and told again when it is back); shorter drops pass silently.
+  notify_disconnect_after_secs: {notify_disconnect}
   # The provisioning HTTP API (/_matrix/provision/v3/...) that login GUIs speak.
   provisioning:
     enabled: {prov_enabled}
@@ -179,6 +182,7 @@ logging:
         relay_format = q(&bridge.relay.message_format),
         backfill = bridge.backfill.max_initial_messages,
         login_timeout = bridge.login_timeout_secs,
+        notify_disconnect = bridge.notify_disconnect_after_secs,
         prov_enabled = bridge.provisioning.enabled,
         prov_secret = q(&bridge.provisioning.shared_secret),
         dp_servers = yaml_map(bridge.double_puppet.servers.iter().map(|(k, v)| (k.as_str(), v.as_str()))),

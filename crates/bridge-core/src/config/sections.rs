@@ -237,6 +237,9 @@ pub struct BridgeConfig {
     pub backfill: BackfillConfig,
     /// Seconds a login flow may wait for the user before it is cancelled.
     pub login_timeout_secs: u64,
+    /// Seconds a login may stay disconnected (its client reconnecting by itself) before its
+    /// owner is told in their management room; shorter drops pass in silence. 0 tells at once.
+    pub notify_disconnect_after_secs: u64,
     /// The provisioning HTTP API (`/_matrix/provision/v3/...`).
     pub provisioning: ProvisioningConfig,
     /// Double puppeting: the user's own messages from the network's app sent as their
@@ -261,6 +264,7 @@ impl BridgeConfig {
             relay: RelayConfig::default(),
             backfill: BackfillConfig::default(),
             login_timeout_secs: DEFAULT_LOGIN_TIMEOUT_SECS,
+            notify_disconnect_after_secs: DEFAULT_NOTIFY_DISCONNECT_AFTER_SECS,
             provisioning: ProvisioningConfig::default(),
             double_puppet: DoublePuppetConfig::default(),
             encryption: EncryptionConfig::default(),
@@ -313,6 +317,9 @@ impl Default for RelayConfig {
 
 /// Default of `bridge.login_timeout_secs`: ten minutes.
 pub const DEFAULT_LOGIN_TIMEOUT_SECS: u64 = 600;
+
+/// Default of `bridge.notify_disconnect_after_secs`: half a minute.
+pub const DEFAULT_NOTIFY_DISCONNECT_AFTER_SECS: u64 = 30;
 
 /// Value of `bridge.provisioning.shared_secret` that turns the provisioning API off.
 pub const SECRET_DISABLED: &str = "disable";
@@ -491,6 +498,7 @@ mod tests {
             encryption: EncryptionConfig::default(),
             backfill: BackfillConfig::default(),
             login_timeout_secs: DEFAULT_LOGIN_TIMEOUT_SECS,
+            notify_disconnect_after_secs: DEFAULT_NOTIFY_DISCONNECT_AFTER_SECS,
             provisioning: ProvisioningConfig::default(),
             double_puppet: DoublePuppetConfig::default(),
         }

@@ -240,6 +240,11 @@ pub struct ChatInfo {
     pub is_direct: bool,
     /// The members, when known.
     pub members: Option<Vec<ChatMember>>,
+    /// Whether `members` names only some of the members (the sender of a message with
+    /// their name in a large chat, say): those join and get their names in the room, and
+    /// nobody leaves. When `false`, members are everyone, and ghosts not listed leave.
+    #[serde(default)]
+    pub members_partial: bool,
     /// The parent chat (a Discord guild, say), for spaces.
     pub parent: Option<RemoteChatId>,
 }

@@ -168,7 +168,9 @@ pub enum NetworkError {
     /// Input from the user was rejected; the message says why and is shown to them.
     #[error("{0}")]
     BadInput(String),
-    /// Any other failure reported by the network or its client library.
-    #[error("remote error: {0}")]
+    /// Any other failure reported by the network or its client library. The message is
+    /// shown to users as is: it says what failed in the network's words, never the
+    /// library's.
+    #[error("{0}")]
     Remote(String),
 }

@@ -34,6 +34,8 @@ pub(crate) struct Uploaded {
     pub mime: String,
     /// For an encrypted room: the `file` object (URL, key, IV, hash) that replaces `url`.
     pub file: Option<Value>,
+    /// The width and height read from an image's header, used when the network gives none.
+    pub dimensions: Option<(u32, u32)>,
 }
 
 /// Builds the Matrix content of one remote message part. `uploaded` is the media file for
@@ -95,7 +97,7 @@ pub(crate) fn describe_media(media: &Media) -> String {
 
 fn media_content(media: &Media, up: &Uploaded) -> MatrixContent {
     let mut info = json!({ "mimetype": up.mime, "size": up.size });
-    if let Some((w, h)) = media.dimensions {
+    if let Some((w, h)) = media.dimensions.or(up.dimensions) {
         info["w"] = json!(w);
         info["h"] = json!(h);
     }
@@ -400,7 +402,7 @@ mod tests {
 
     #[test]
     fn matrix_content_from_remote_parts() {
-        let up = Uploaded { mxc: "mxc://example.com/abc".into(), size: 3, mime: "image/png".into(), file: None };
+        let up = Uploaded { mxc: "mxc://example.com/abc".into(), size: 3, mime: "image/png".into(), file: None, dimensions: None };
         let cases: Vec<(MessageContent, Option<&Uploaded>, &str, Value)> = vec![
             (text("hi", None, &[]), None, "m.room.message", json!({"msgtype": "m.text", "body": "hi", "m.mentions": {"user_ids": []}})),
             (

@@ -388,7 +388,8 @@ impl Actor {
                 }
             }
             self.apply_nicknames(&room, members).await;
-            let joined = bot.room_members(&room).await?;
+            // With only some members named, nobody else is known to have left.
+            let joined = if info.members_partial { Default::default() } else { bot.room_members(&room).await? };
             let my_ghost = self.bridge.ghost_mxid(&me).ok();
             for user in joined.keys() {
                 let is_ghost = self.bridge.ghosts.remote_id(user).is_some();

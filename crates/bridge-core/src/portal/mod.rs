@@ -17,6 +17,7 @@ mod actor;
 mod backfill;
 mod convert;
 mod create;
+mod image_size;
 mod matrix;
 mod remote;
 

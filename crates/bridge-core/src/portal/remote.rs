@@ -13,14 +13,14 @@ use serde_json::{json, Map, Value};
 use super::{
     actor::Actor,
     convert::{self, add_relations, describe_media, edit_content, Uploaded},
-    PortalError,
+    image_size, PortalError,
 };
 use crate::{
     bridge::logins::LiveLogin,
     ghost::puppet::DOUBLE_PUPPET_KEY,
     matrix::{Intent, MatrixError},
     network::{
-        events::{Media, MessageContent, MessagePart, Sender},
+        events::{Media, MediaKind, MessageContent, MessagePart, Sender},
         LoginId, RemoteEvent, RemoteMessageId,
     },
     store::{Message, Reaction, StoreError},
@@ -403,6 +403,8 @@ impl Actor {
             return Err(reason);
         }
         let mime = media.mime.clone().or(mime).unwrap_or_else(|| "application/octet-stream".to_owned());
+        let is_image = matches!(media.kind, MediaKind::Image | MediaKind::Sticker) || mime.starts_with("image/");
+        let dimensions = if media.dimensions.is_none() && is_image { image_size::dimensions(&data) } else { None };
         let filename = (!media.filename.is_empty()).then_some(media.filename.as_str());
         // In an encrypted room the file is encrypted too, and uploaded as opaque bytes.
         let encrypted = match self.bridge.crypto.ready() {
@@ -413,10 +415,10 @@ impl Actor {
             let (cipher, mut file) = crate::crypto::encrypt_attachment(&data).map_err(|e| format!("encryption failed: {e}"))?;
             let mxc = ghost.upload(cipher, "application/octet-stream", None).await.map_err(|e| format!("upload failed: {e}"))?;
             file["url"] = serde_json::json!(mxc.to_string());
-            return Ok(Uploaded { mxc: mxc.to_string(), size, mime, file: Some(file) });
+            return Ok(Uploaded { mxc: mxc.to_string(), size, mime, file: Some(file), dimensions });
         }
         let mxc = ghost.upload(data, &mime, filename).await.map_err(|e| format!("upload failed: {e}"))?;
-        Ok(Uploaded { mxc: mxc.to_string(), size, mime, file: None })
+        Ok(Uploaded { mxc: mxc.to_string(), size, mime, file: None, dimensions })
     }
 
     /// The homeserver's upload size limit (asked once per process; `None` if unknown).

@@ -490,3 +490,44 @@ async fn dms_mentions_and_channel_changes_reach_matrix() -> anyhow::Result<()> {
     })
     .await
 }
+
+/// The name a Matrix client shows for `sender`'s event `event_id` in `room`: the
+/// `displayname` of the sender's latest member event before it in the timeline.
+async fn shown_name(user: &TestUser, room: &str, sender: &str, event_id: &str) -> anyhow::Result<Option<String>> {
+    let events = user.messages(room, 100).await?;
+    let at = events.iter().position(|e| e["event_id"] == event_id).ok_or_else(|| anyhow::anyhow!("{event_id} not in the timeline"))?;
+    let member = events[at..].iter().find(|e| e["type"] == "m.room.member" && e["state_key"] == sender);
+    Ok(member.and_then(|m| m["content"]["displayname"].as_str()).map(str::to_owned))
+}
+
+/// Server nicknames (issue 11, first hour): a member whose nickname in the server is
+/// `小明同学` and whose global name is `Xiao Ming` shows as `小明同学` in that server's rooms,
+/// from their first message on, and with a new nickname after it changed; their global
+/// profile keeps their global name.
+#[tokio::test]
+async fn server_nicknames_name_members_in_the_servers_rooms() -> anyhow::Result<()> {
+    let stack = Stack::start().await?;
+    let s = &stack;
+    logged(s, async {
+        let ming = s.w.sim.add_user("xiaoming", Some("Xiao Ming"));
+        s.w.sim.add_member(s.w.guild, ming);
+        s.w.sim.set_nick(s.w.guild, ming, "小明同学");
+        let room = s.bridged().await?;
+        let sender = ghost(ming);
+        s.w.sim.push_message(s.w.general, ming, "大家好");
+        let first = s.wait(&room, |e| e["sender"] == sender.as_str() && body(e) == "大家好").await?;
+        assert_eq!(shown_name(&s.user, &room, &sender, &event_id(&first)).await?.as_deref(), Some("小明同学"));
+        let member = s.user.room_state(&room, "m.room.member", &sender).await?.unwrap_or_default();
+        assert_eq!(member["displayname"], "小明同学", "{member}");
+        let profile = s.user.profile(&sender).await?;
+        assert_eq!(profile["displayname"], "Xiao Ming", "{profile}");
+
+        s.w.sim.set_nick(s.w.guild, ming, "小明");
+        s.w.sim.push_message(s.w.general, ming, "改名了");
+        let second = s.wait(&room, |e| e["sender"] == sender.as_str() && body(e) == "改名了").await?;
+        assert_eq!(shown_name(&s.user, &room, &sender, &event_id(&second)).await?.as_deref(), Some("小明"));
+        assert_eq!(s.user.profile(&sender).await?["displayname"], "Xiao Ming");
+        Ok(())
+    })
+    .await
+}

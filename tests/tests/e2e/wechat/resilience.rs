@@ -91,7 +91,7 @@ async fn resets(s: &Session) -> anyhow::Result<()> {
 
     // The puppet resets itself and resumes its session: a passing loss, not a logout.
     puppet.reset_puppet(true).await?;
-    wait_notices(user, management, "restarted its WeChat puppet", 1).await?;
+    wait_notices(user, management, "the WeChat service restarted", 1).await?;
     wait_notices(user, management, "Reconnected", 2).await?;
     puppet.send_text(&zhang, To::Me, "再次重置之后", &[]).await?;
     wait_from(user, &room, &ghost(&zhang), |e| body(e) == "再次重置之后").await?;
@@ -102,7 +102,7 @@ async fn resets(s: &Session) -> anyhow::Result<()> {
 
     // The puppet resets and comes back wanting a new scan: the login stopped working.
     puppet.reset_puppet(false).await?;
-    wait_notices(user, management, "restarted its WeChat puppet", 2).await?;
+    wait_notices(user, management, "the WeChat service restarted", 2).await?;
     puppet.wait_streaming(WAIT).await?;
     puppet.scan("https://login.weixin.qq.com/l/after-reset", ScanStatus::Waiting).await?;
     let broken = wait_from(user, management, BOT, |e| body(e).contains("stopped working")).await?;

@@ -99,6 +99,18 @@ pub(super) async fn wait_from(user: &TestUser, room: &str, sender: &str, want: i
     user.wait_for_event(room, |e| e["sender"] == sender && want(e), WAIT).await
 }
 
+/// A grey PNG picture of `width`×`height`.
+fn png_image(width: u32, height: u32) -> anyhow::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut encoder = png::Encoder::new(&mut out, width, height);
+    encoder.set_color(png::ColorType::Grayscale);
+    encoder.set_depth(png::BitDepth::Eight);
+    let mut writer = encoder.write_header()?;
+    writer.write_image_data(&vec![128; usize::try_from(width * height)?])?;
+    writer.finish()?;
+    Ok(out)
+}
+
 /// How many of the puppet's received texts equal `text`.
 async fn sent_count(puppet: &WechatyPuppet, text: &str) -> anyhow::Result<usize> {
     Ok(puppet.sent().await?.iter().filter(|s| s.text.as_deref() == Some(text)).count())
@@ -212,14 +224,20 @@ async fn group(s: &Session) -> anyhow::Result<()> {
     let other = user.room_state(&room, "m.room.member", &ghost(&zhao)).await?.unwrap_or_default();
     assert_eq!(other["displayname"], "赵六", "{other}");
 
-    // An image and a file from WeChat can be downloaded in Matrix.
-    let image: Vec<u8> = (0..=255u8).cycle().take(50_000).collect();
+    // An image and a file from WeChat can be downloaded in Matrix; the image carries its
+    // size, read from the picture (WeChat does not say it), so clients can lay it out.
+    let image = png_image(96, 54)?;
     let pdf = b"%PDF-1.4 e2e".to_vec();
     for (name, data, msgtype) in [("照片.png", &image, "m.image"), ("报告.pdf", &pdf, "m.file")] {
         puppet.send_file(&wang, To::Room(&group), name, data).await?;
         let event = wait_from(user, &room, &ghost(&wang), |e| e["content"]["msgtype"] == msgtype).await?;
         let mxc = event["content"]["url"].as_str().unwrap_or_default();
         assert_eq!(&user.download_media(mxc).await?, data, "{name}: {event}");
+        let size = (&event["content"]["info"]["w"], &event["content"]["info"]["h"]);
+        match msgtype {
+            "m.image" => assert_eq!(size, (&json!(96), &json!(54)), "{event}"),
+            _ => assert_eq!(size, (&Value::Null, &Value::Null), "{event}"),
+        }
     }
 
     // An image from Matrix reaches the puppet.
@@ -340,4 +358,32 @@ async fn cards(s: &Session) -> anyhow::Result<()> {
     .await?;
     assert_eq!(user.download_media(&mxc).await?, avatar);
     Ok(())
+}
+
+/// `login` while logged in (issue 11, first hour): the bot says who the user is logged in
+/// as and how to log in to that account again; the bridge's service, which carries one
+/// account, is said to be in use; no message shows library words; the login keeps working.
+#[tokio::test]
+async fn wechat_login_while_logged_in_says_who_and_how() -> anyhow::Result<()> {
+    let s = session().await?;
+    let result = login_while_logged_in(&s).await;
+    logged(&s, result).await
+}
+
+async fn login_while_logged_in(s: &Session) -> anyhow::Result<()> {
+    let Session { user, management, .. } = s;
+    user.send_text(management, "login").await?;
+    let already = wait_from(user, management, BOT, |e| body(e).contains("already logged in")).await?;
+    let text = body(&already);
+    assert!(text.contains("测试用户") && text.contains("another account") && text.contains("`relogin`"), "{already}");
+    let failed = wait_from(user, management, BOT, |e| body(e).starts_with("Login failed")).await?;
+    assert!(body(&failed).contains("This bridge's WeChat service is already in use by a logged-in WeChat account"), "{failed}");
+    for event in user.messages(management, 100).await? {
+        let text = body(&event).to_lowercase();
+        assert!(
+            event["sender"] != BOT || !(text.contains("remote error") || text.contains("puppet")),
+            "library words in a message to the user: {event}"
+        );
+    }
+    wait_connected(user, management).await
 }
