@@ -26,7 +26,7 @@ use crate::ids::{self, MessageRef};
 const SEND_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Runs a whatsapp-rust call with the send timeout, its error as the core's.
-async fn timed<T, E: std::fmt::Display>(
+pub(crate) async fn timed<T, E: std::fmt::Display>(
     call: impl std::future::Future<Output = Result<T, E>>,
 ) -> Result<T, NetworkError> {
     match tokio::time::timeout(SEND_TIMEOUT, call).await {
@@ -40,7 +40,7 @@ async fn timed<T, E: std::fmt::Display>(
 }
 
 /// The JID of a portal's chat.
-fn chat_jid(chat: &ChatRef) -> Result<Jid, NetworkError> {
+pub(crate) fn chat_jid(chat: &ChatRef) -> Result<Jid, NetworkError> {
     ids::chat_jid(&chat.id)
         .ok_or_else(|| NetworkError::NotFound(format!("chat {}", chat.id.as_str())))
 }

@@ -22,6 +22,8 @@ pub struct Received {
     pub id: String,
     /// The sending account (phone number).
     pub from: String,
+    /// The chat: the group's JID, or the other account's phone number in a DM.
+    pub chat: String,
     /// The message.
     pub message: wa::Message,
 }
@@ -31,6 +33,16 @@ impl Received {
     pub fn text(&self) -> Option<&str> {
         use whatsapp_rust::wacore::proto_helpers::MessageExt as _;
         self.message.text_content()
+    }
+
+    /// The accounts (JIDs) its text mentions.
+    pub fn mentions(&self) -> Vec<String> {
+        self.message
+            .extended_text_message
+            .as_option()
+            .and_then(|text| text.context_info.as_option())
+            .map(|context| context.mentioned_jid.clone())
+            .unwrap_or_default()
     }
 
     /// The message it quotes (replies to), if any.
@@ -101,6 +113,14 @@ pub fn user_jid(phone: &str) -> Jid {
     Jid::pn(phone)
 }
 
+/// The JID of a chat: a group's JID as it is, else account `to`'s.
+fn chat_jid(to: &str) -> anyhow::Result<Jid> {
+    if to.contains('@') {
+        return to.parse().map_err(|e| anyhow!("{to}: {e:?}"));
+    }
+    Ok(user_jid(to))
+}
+
 impl Contact {
     /// Links a new device of account `phone` (named `name`) through `sim`'s phone and
     /// waits until it is connected.
@@ -149,16 +169,33 @@ impl Contact {
         })
     }
 
-    /// Sends `message` to account `to`; returns its ID.
+    /// Sends `message` to account `to` (or the group with JID `to`); returns its ID.
     pub async fn send(&self, to: &str, message: wa::Message) -> anyhow::Result<String> {
-        let sent = self.client.send_message(user_jid(to), message).await?;
+        let sent = self.client.send_message(chat_jid(to)?, message).await?;
         Ok(sent.message_id)
     }
 
-    /// Sends a text to account `to`; returns its ID.
+    /// Sends a text to account `to` (or the group with JID `to`); returns its ID.
     pub async fn send_text(&self, to: &str, text: &str) -> anyhow::Result<String> {
-        let sent = self.client.send_text(user_jid(to), text).await?;
+        let sent = self.client.send_text(chat_jid(to)?, text).await?;
         Ok(sent.message_id)
+    }
+
+    /// Sends a text that mentions the accounts `mentioned` (their `@<phone>` should be in
+    /// it) to account or group `to`; returns its ID.
+    pub async fn send_mentioning(
+        &self,
+        to: &str,
+        text: &str,
+        mentioned: &[&str],
+    ) -> anyhow::Result<String> {
+        use whatsapp_rust::wacore::proto_helpers::MessageBuilderExt as _;
+        let context = wa::ContextInfo {
+            mentioned_jid: mentioned.iter().map(|p| user_jid(p).to_string()).collect(),
+            ..Default::default()
+        };
+        self.send(to, wa::Message::text_with_context(text, context))
+            .await
     }
 
     /// Sends `text` to account `to` as a reply to message `quoted` of account `author`;
@@ -283,6 +320,11 @@ fn record(seen: &Mutex<Seen>, event: &Event) {
                 seen.messages.push(Received {
                     id: inbound.info.id.clone(),
                     from: inbound.info.source.sender.user.to_string(),
+                    chat: if inbound.info.source.is_group {
+                        inbound.info.source.chat.to_non_ad().to_string()
+                    } else {
+                        inbound.info.source.chat.user.to_string()
+                    },
                     message: (*inbound.message).clone(),
                 });
             }

@@ -24,9 +24,12 @@
 //! usync answers device lists, and `<message>` stanzas are routed device by device with
 //! acks, receipts, chat states and an offline queue. [`WhatsappSim::contact`] links a
 //! second real whatsapp-rust client ([`Contact`]) that tests drive as the other person.
+//! Groups ([`groups`]): [`WhatsappSim::create_group`] makes one, its metadata is answered
+//! (`w:g2`), and its messages (sender keys) are fanned out to the members' devices.
 
 mod conn;
 mod contact;
+mod groups;
 mod noise;
 mod phone;
 mod relay;
@@ -240,6 +243,19 @@ impl WhatsappSim {
     /// acknowledged by them).
     pub fn queued(&self, phone: &str) -> usize {
         self.inner.queued(phone)
+    }
+
+    /// Creates a group named `subject` with `description`, whose members are the accounts
+    /// `members` (phone, whether an admin); returns its JID (`…@g.us`).
+    pub fn create_group(
+        &self,
+        subject: &str,
+        description: &str,
+        members: &[(&str, bool)],
+    ) -> String {
+        self.inner
+            .create_group(subject, description, members)
+            .to_string()
     }
 
     /// Every IQ clients sent, as `(xmlns, first child's tag)`.

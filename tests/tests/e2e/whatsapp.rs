@@ -409,5 +409,6 @@ async fn whatsapp_cli(dir: &std::path::Path, args: &[&str]) -> anyhow::Result<()
     Ok(())
 }
 
+mod groups;
 mod messages;
 mod synapse;
