@@ -302,10 +302,9 @@ impl NetworkClient for WhatsappClient {
         Ok(handle_remote::user_info(user.as_str(), name))
     }
 
-    async fn download_media(&self, _source: &str) -> Result<(Bytes, Option<String>), NetworkError> {
-        Err(NetworkError::Unsupported(
-            "WhatsApp media (coming with the next stage of the bridge)".to_owned(),
-        ))
+    async fn download_media(&self, source: &str) -> Result<(Bytes, Option<String>), NetworkError> {
+        let client = self.shared.client()?;
+        crate::media::download(&client, source).await
     }
 
     async fn logout(&self) -> Result<(), NetworkError> {

@@ -319,17 +319,10 @@ pub(crate) async fn parts_of(shared: &Shared, message: &wa::Message) -> Vec<Mess
                 .collect(),
         });
     }
-    let kind = if message.image_message.is_set() {
-        "an image"
-    } else if message.video_message.is_set() {
-        "a video"
-    } else if message.audio_message.is_set() {
-        "a voice message or audio"
-    } else if message.document_message.is_set() {
-        "a file"
-    } else if message.sticker_message.is_set() {
-        "a sticker"
-    } else if message.location_message.is_set() {
+    if let Some(media) = crate::media::incoming(message) {
+        return part(MessageContent::Media(media));
+    }
+    let kind = if message.location_message.is_set() {
         "a location"
     } else if message.contact_message.is_set() {
         "a contact card"

@@ -296,6 +296,7 @@ fn answer_iq(inner: &Arc<Inner>, connection: u64, iq: &NodeRef<'_>) -> Vec<Node>
         }
         ("encrypt", "key") => vec![result(vec![inner.fetch_bundles(iq)])],
         ("usync", "usync") => vec![result(vec![inner.usync(iq)])],
+        ("w:m", "media_conn") => vec![result(vec![inner.media.media_conn()])],
         ("w:g2", "query") => match inner.group_query(iq) {
             Some(group) => vec![result(vec![group])],
             None => vec![node(

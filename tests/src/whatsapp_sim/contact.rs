@@ -83,6 +83,30 @@ impl Received {
     }
 }
 
+/// What [`Contact::send_media`] sends.
+#[derive(Debug, Clone, Copy)]
+pub enum SendMedia<'a> {
+    /// An image of this MIME type, with a caption.
+    Image {
+        /// The MIME type.
+        mime: &'a str,
+        /// The caption.
+        caption: &'a str,
+    },
+    /// A voice note (push to talk) of this length, Opus in Ogg.
+    Voice {
+        /// Its length.
+        seconds: u32,
+    },
+    /// A document.
+    Document {
+        /// The MIME type.
+        mime: &'a str,
+        /// The file name.
+        file_name: &'a str,
+    },
+}
+
 /// A receipt the contact received.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReceiptSeen {
@@ -216,6 +240,78 @@ impl Contact {
         };
         self.send(to, wa::Message::text_with_context(text, context))
             .await
+    }
+
+    /// Uploads `data` as WhatsApp does (whatsapp-rust encrypts it with a new media key)
+    /// and sends it to account or group `to` as an image (`caption`), a voice note, or a
+    /// document named `file_name`, by `kind`; returns the message's ID.
+    pub async fn send_media(
+        &self,
+        to: &str,
+        kind: SendMedia<'_>,
+        data: &[u8],
+    ) -> anyhow::Result<String> {
+        use whatsapp_rust::download::MediaType;
+        use whatsapp_rust::media;
+        let media_type = match kind {
+            SendMedia::Image { .. } => MediaType::Image,
+            SendMedia::Voice { .. } => MediaType::Audio,
+            SendMedia::Document { .. } => MediaType::Document,
+        };
+        let uploaded = self
+            .client
+            .upload(
+                data.to_vec(),
+                media_type,
+                whatsapp_rust::UploadOptions::default(),
+            )
+            .await?;
+        let message = match kind {
+            SendMedia::Image { mime, caption } => media::image_message(
+                uploaded,
+                media::ImageOptions {
+                    caption: Some(caption.to_owned()),
+                    mimetype: Some(mime.to_owned()),
+                    ..Default::default()
+                },
+            ),
+            SendMedia::Voice { seconds } => media::audio_message(
+                uploaded,
+                media::AudioOptions {
+                    ptt: Some(true),
+                    duration_seconds: Some(seconds),
+                    ..Default::default()
+                },
+            ),
+            SendMedia::Document { mime, file_name } => media::document_message(
+                uploaded,
+                media::DocumentOptions {
+                    mimetype: Some(mime.to_owned()),
+                    file_name: Some(file_name.to_owned()),
+                    ..Default::default()
+                },
+            ),
+        };
+        self.send(to, message).await
+    }
+
+    /// Downloads and decrypts the attachment of a received message, as the WhatsApp app
+    /// would: whatsapp-rust checks its MAC and hashes against the message's keys.
+    pub async fn download(&self, received: &Received) -> anyhow::Result<Vec<u8>> {
+        let message = &received.message;
+        let file: &dyn whatsapp_rust::download::Downloadable =
+            if let Some(m) = message.image_message.as_option() {
+                m
+            } else if let Some(m) = message.audio_message.as_option() {
+                m
+            } else if let Some(m) = message.document_message.as_option() {
+                m
+            } else if let Some(m) = message.video_message.as_option() {
+                m
+            } else {
+                anyhow::bail!("message {} has no attachment", received.id)
+            };
+        self.client.download(file).await
     }
 
     /// Replaces the text of message `id` the contact sent to `to`.

@@ -410,5 +410,6 @@ async fn whatsapp_cli(dir: &std::path::Path, args: &[&str]) -> anyhow::Result<()
 }
 
 mod groups;
+mod media;
 mod messages;
 mod synapse;
