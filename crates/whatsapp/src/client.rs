@@ -156,8 +156,8 @@ impl Shared {
         self.events.store().get(&key).await.ok().flatten()
     }
 
-    /// Remembers the push name a message came with; a change of a known name is the
-    /// event that renames the ghost.
+    /// Remembers the push name a message came with; a new or changed name is the event
+    /// that (re)names the ghost.
     pub(crate) async fn learn_push_name(
         &self,
         sender: &wacore_binary::Jid,
@@ -176,7 +176,9 @@ impl Shared {
         if let Err(error) = self.events.store().set(&key, &name).await {
             tracing::warn!(login = %self.login, %error, "could not keep a push name");
         }
-        known.map(|_| RemoteEvent::UserInfoChanged {
+        // A first name matters too: the ghost may exist already, named by the number (a
+        // group member who had not written yet).
+        Some(RemoteEvent::UserInfoChanged {
             user: ids::user_id(sender),
             info: handle_remote::user_info(phone, Some(name.to_owned())),
         })
@@ -285,17 +287,14 @@ impl NetworkClient for WhatsappClient {
     }
 
     async fn chat_info(&self, chat: &ChatRef) -> Result<ChatInfo, NetworkError> {
-        let is_direct = ids::is_direct(&chat.id);
-        let name = if is_direct {
-            self.shared.push_name(chat.id.as_str()).await
-        } else {
-            None
-        };
-        Ok(ChatInfo {
-            name,
-            is_direct,
-            ..ChatInfo::default()
-        })
+        if ids::is_direct(&chat.id) {
+            return Ok(ChatInfo {
+                name: self.shared.push_name(chat.id.as_str()).await,
+                is_direct: true,
+                ..ChatInfo::default()
+            });
+        }
+        handle_remote::group_info(&self.shared, chat).await
     }
 
     async fn user_info(&self, user: &RemoteUserId) -> Result<UserInfo, NetworkError> {
@@ -303,10 +302,9 @@ impl NetworkClient for WhatsappClient {
         Ok(handle_remote::user_info(user.as_str(), name))
     }
 
-    async fn download_media(&self, _source: &str) -> Result<(Bytes, Option<String>), NetworkError> {
-        Err(NetworkError::Unsupported(
-            "WhatsApp media (coming with the next stage of the bridge)".to_owned(),
-        ))
+    async fn download_media(&self, source: &str) -> Result<(Bytes, Option<String>), NetworkError> {
+        let client = self.shared.client()?;
+        crate::media::download(&client, source).await
     }
 
     async fn logout(&self) -> Result<(), NetworkError> {

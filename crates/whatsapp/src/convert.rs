@@ -5,18 +5,69 @@
 //! word (after a space, a line break, punctuation or the start) before a non-space, and
 //! closes before the end of a word; all but ```` ``` ```` stay within one line, and code
 //! is taken literally. [`to_matrix`] renders that as HTML (the body keeps the text as it
-//! was written); [`from_matrix`] writes Matrix HTML back as WhatsApp text, pills of the
-//! bridge's ghosts as `@<number>` mentions.
+//! was written, but for mentions); [`from_matrix`] writes Matrix HTML back as WhatsApp
+//! text, pills of the bridge's ghosts as `@<number>` mentions.
+//!
+//! A WhatsApp mention is `@<number>` in the text with the account's JID in the message's
+//! `mentionedJid`: it becomes a pill of the person (their ghost, or the Matrix user for
+//! the login's own account) in the HTML and their name in the body.
 
 use bridge_core::network::EventSender;
 use ruma::html::{Html, NodeData, NodeRef};
 
-/// WhatsApp text → the Matrix body and, when it has formatting, HTML.
-pub fn to_matrix(text: &str) -> (String, Option<String>) {
+/// A person a WhatsApp message mentions (`@<phone>` in its text).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mention {
+    /// The phone number (digits) after the `@`.
+    pub phone: String,
+    /// Their name, for the body.
+    pub name: String,
+    /// The HTML pill that stands for them.
+    pub pill: String,
+}
+
+/// WhatsApp text → the Matrix body and, when it has formatting or mentions, HTML.
+/// `mentions` are the people the message's context names: each `@<phone>` of theirs
+/// becomes their pill (HTML) and their name (body).
+pub fn to_matrix(text: &str, mentions: &[Mention]) -> (String, Option<String>) {
     let chars: Vec<char> = text.chars().collect();
     let mut html = String::new();
-    let formatted = render(&chars, &mut html);
-    (text.to_owned(), formatted.then_some(html))
+    let formatted = render(&chars, mentions, &mut html);
+    let mut body = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < chars.len() {
+        if let Some((end, mention)) = mention_at(&chars, i, mentions) {
+            body.push_str(&mention.name);
+            i = end;
+            continue;
+        }
+        body.push(chars[i]);
+        i += 1;
+    }
+    (body, formatted.then_some(html))
+}
+
+/// A mention (`@<phone>` of one of `mentions`, at the start of a word) at `i`: where it
+/// ends, and whom it names.
+fn mention_at<'m>(
+    chars: &[char],
+    i: usize,
+    mentions: &'m [Mention],
+) -> Option<(usize, &'m Mention)> {
+    if chars[i] != '@' || !is_boundary(i.checked_sub(1).and_then(|p| chars.get(p))) {
+        return None;
+    }
+    let digits = chars[i + 1..]
+        .iter()
+        .take_while(|c| c.is_ascii_digit())
+        .count();
+    let end = i + 1 + digits;
+    if digits == 0 || chars.get(end).is_some_and(|c| c.is_alphanumeric()) {
+        return None;
+    }
+    let phone: String = chars[i + 1..end].iter().collect();
+    let mention = mentions.iter().find(|m| m.phone == phone)?;
+    Some((end, mention))
 }
 
 /// Whether `c` may stand right outside a marker (the start of a word is before it, or
@@ -25,12 +76,19 @@ fn is_boundary(c: Option<&char>) -> bool {
     c.is_none_or(|c| !c.is_alphanumeric())
 }
 
-/// Renders `chars` as HTML into `out`; returns whether any formatting was found.
-fn render(chars: &[char], out: &mut String) -> bool {
+/// Renders `chars` as HTML into `out`; returns whether any formatting (or mention) was
+/// found.
+fn render(chars: &[char], mentions: &[Mention], out: &mut String) -> bool {
     let mut formatted = false;
     let mut i = 0;
     while i < chars.len() {
-        if let Some((end, html)) = span_at(chars, i) {
+        if let Some((end, mention)) = mention_at(chars, i, mentions) {
+            out.push_str(&mention.pill);
+            formatted = true;
+            i = end;
+            continue;
+        }
+        if let Some((end, html)) = span_at(chars, i, mentions) {
             out.push_str(&html);
             formatted = true;
             i = end;
@@ -43,7 +101,7 @@ fn render(chars: &[char], out: &mut String) -> bool {
 }
 
 /// A formatted span starting at `i`: where it ends, and its HTML.
-fn span_at(chars: &[char], i: usize) -> Option<(usize, String)> {
+fn span_at(chars: &[char], i: usize, mentions: &[Mention]) -> Option<(usize, String)> {
     let before = i.checked_sub(1).and_then(|p| chars.get(p));
     if !is_boundary(before) {
         return None;
@@ -84,7 +142,7 @@ fn span_at(chars: &[char], i: usize) -> Option<(usize, String)> {
     if marker == '`' {
         html.push_str(&escape(&inner.iter().collect::<String>()));
     } else {
-        render(inner, &mut html);
+        render(inner, mentions, &mut html);
     }
     html.push_str(&format!("</{tag}>"));
     Some((close + 1, html))
@@ -310,9 +368,45 @@ mod tests {
             ("5 < 6 *&*", Some("5 &lt; 6 <strong>&amp;</strong>")),
         ];
         for (text, html) in cases {
-            let (body, got) = to_matrix(text);
+            let (body, got) = to_matrix(text, &[]);
             assert_eq!(body, text);
             assert_eq!(got.as_deref(), html, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn mentions_become_pills_and_names() {
+        let carol = Mention {
+            phone: "15550000003".to_owned(),
+            name: "Carol".to_owned(),
+            pill: "<a href=\"https://matrix.to/#/@whatsapp_15550000003:example.com\">Carol</a>"
+                .to_owned(),
+        };
+        let pill = carol.pill.clone();
+        let cases = [
+            (
+                "@15550000003 brings *cake*",
+                "Carol brings *cake*",
+                Some(format!("{pill} brings <strong>cake</strong>")),
+            ),
+            (
+                "ask @15550000003.",
+                "ask Carol.",
+                Some(format!("ask {pill}.")),
+            ),
+            (
+                "*@15550000003*",
+                "*Carol*",
+                Some(format!("<strong>{pill}</strong>")),
+            ),
+            // Not mentioned in the context, or not a whole number: left as it is.
+            ("@15550000004 hi", "@15550000004 hi", None),
+            ("@155500000031 hi", "@155500000031 hi", None),
+            ("mail@15550000003", "mail@15550000003", None),
+        ];
+        for (text, body, html) in cases {
+            let got = to_matrix(text, std::slice::from_ref(&carol));
+            assert_eq!(got, (body.to_owned(), html), "{text:?}");
         }
     }
 

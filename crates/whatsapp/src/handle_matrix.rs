@@ -1,8 +1,8 @@
 //! Core → WhatsApp: what Matrix users do in portals, sent as the login's account. Text
 //! (Matrix HTML as WhatsApp formatting, pills of ghosts as mentions), replies as quotes,
 //! edits and deletions (revokes) of the account's own messages, reactions (one per user,
-//! an empty one removes it), typing and read receipts. Media and locations are not sent
-//! yet.
+//! an empty one removes it), typing and read receipts; files ([`crate::media::upload`]).
+//! Locations are not sent yet.
 
 use std::time::Duration;
 
@@ -26,7 +26,7 @@ use crate::ids::{self, MessageRef};
 const SEND_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Runs a whatsapp-rust call with the send timeout, its error as the core's.
-async fn timed<T, E: std::fmt::Display>(
+pub(crate) async fn timed<T, E: std::fmt::Display>(
     call: impl std::future::Future<Output = Result<T, E>>,
 ) -> Result<T, NetworkError> {
     match tokio::time::timeout(SEND_TIMEOUT, call).await {
@@ -40,7 +40,7 @@ async fn timed<T, E: std::fmt::Display>(
 }
 
 /// The JID of a portal's chat.
-fn chat_jid(chat: &ChatRef) -> Result<Jid, NetworkError> {
+pub(crate) fn chat_jid(chat: &ChatRef) -> Result<Jid, NetworkError> {
     ids::chat_jid(&chat.id)
         .ok_or_else(|| NetworkError::NotFound(format!("chat {}", chat.id.as_str())))
 }
@@ -102,6 +102,19 @@ pub(crate) async fn send_message(
     message: OutgoingMessage,
 ) -> Result<SentMessage, NetworkError> {
     let to = chat_jid(&message.chat)?;
+    let client = shared.client()?;
+    if let OutgoingContent::Media {
+        kind,
+        data,
+        filename,
+        mime,
+        caption,
+    } = message.content
+    {
+        let content = crate::media::upload(&client, kind, data, &filename, &mime, caption).await?;
+        let sent = timed(client.send_message(to, content)).await?;
+        return Ok(sent_message(shared, sent.message_id));
+    }
     let (text, mentions) = text_of(shared, &message.content)?;
     let mut context = wa::ContextInfo::default();
     if let Some(reply) = message.reply_to.as_ref().and_then(MessageRef::parse) {
@@ -120,17 +133,21 @@ pub(crate) async fn send_message(
     } else {
         wa::Message::text_with_context(text, context)
     };
-    let client = shared.client()?;
     let sent = timed(client.send_message(to, content)).await?;
+    Ok(sent_message(shared, sent.message_id))
+}
+
+/// What the core keeps of a message the account sent with WhatsApp ID `id`.
+fn sent_message(shared: &Shared, id: String) -> SentMessage {
     let id = MessageRef {
         sender: shared.login.as_str().to_owned(),
-        id: sent.message_id,
+        id,
     };
-    Ok(SentMessage {
+    SentMessage {
         id: id.remote_id(),
         part: PartId(String::new()),
         timestamp: now_ms(),
-    })
+    }
 }
 
 /// Replaces the text of a message the account sent.

@@ -15,8 +15,10 @@
 
 use std::sync::Arc;
 
-use bridge_core::network::events::{LoginState, MessageContent, MessagePart, Sender, UserInfo};
-use bridge_core::network::{EmojiId, PartId, RemoteEvent};
+use bridge_core::network::events::{
+    ChatInfo, ChatMember, ChatRef, LoginState, MessageContent, MessagePart, Sender, UserInfo,
+};
+use bridge_core::network::{EmojiId, NetworkError, PartId, RemoteEvent, RemoteUserId};
 use whatsapp_rust::types::events::{Event, InboundMessage};
 use whatsapp_rust::wacore::types::message::MessageInfo;
 use whatsapp_rust::wacore::types::presence::{ChatPresence, ReceiptType};
@@ -24,6 +26,7 @@ use whatsapp_rust::waproto::whatsapp as wa;
 use whatsapp_rust::Client;
 
 use crate::client::Shared;
+use crate::convert::Mention;
 use crate::ids::{self, MessageRef};
 
 /// Milliseconds since the Unix epoch, now.
@@ -128,7 +131,7 @@ async fn events_of(shared: &Shared, info: &MessageInfo, message: &wa::Message) -
                         id: key_ref(key),
                         sender,
                         timestamp,
-                        parts: parts_of(edited),
+                        parts: parts_of(shared, edited).await,
                     });
                 }
             }
@@ -168,7 +171,7 @@ async fn events_of(shared: &Shared, info: &MessageInfo, message: &wa::Message) -
         }
         return events;
     }
-    let parts = parts_of(message);
+    let parts = parts_of(shared, message).await;
     if parts.is_empty() {
         return events;
     }
@@ -269,9 +272,34 @@ fn context_of(message: &wa::Message) -> Option<&wa::ContextInfo> {
     None
 }
 
+/// The people a message's context mentions, as pills and names.
+async fn mentions_of(shared: &Shared, message: &wa::Message) -> Vec<Mention> {
+    let Some(context) = context_of(message) else {
+        return Vec::new();
+    };
+    let mut mentions = Vec::new();
+    for jid in &context.mentioned_jid {
+        let phone = jid.split(['@', ':']).next().unwrap_or_default();
+        if phone.is_empty() || mentions.iter().any(|m: &Mention| m.phone == phone) {
+            continue;
+        }
+        let name = shared
+            .push_name(phone)
+            .await
+            .unwrap_or_else(|| ids::display_phone(phone));
+        let user = RemoteUserId(phone.to_owned());
+        mentions.push(Mention {
+            phone: phone.to_owned(),
+            pill: shared.events.mention_pill(&user, &name),
+            name,
+        });
+    }
+    mentions
+}
+
 /// The parts of a message's content; empty for what is not bridged at all (protocol
 /// messages, key distribution).
-pub(crate) fn parts_of(message: &wa::Message) -> Vec<MessagePart> {
+pub(crate) async fn parts_of(shared: &Shared, message: &wa::Message) -> Vec<MessagePart> {
     use whatsapp_rust::wacore::proto_helpers::MessageExt as _;
     let part = |content| {
         vec![MessagePart {
@@ -280,24 +308,21 @@ pub(crate) fn parts_of(message: &wa::Message) -> Vec<MessagePart> {
         }]
     };
     if let Some(text) = message.text_content() {
-        let (body, html) = crate::convert::to_matrix(text);
+        let mentions = mentions_of(shared, message).await;
+        let (body, html) = crate::convert::to_matrix(text, &mentions);
         return part(MessageContent::Text {
             body,
             html,
-            mentions: Vec::new(),
+            mentions: mentions
+                .into_iter()
+                .map(|m| RemoteUserId(m.phone))
+                .collect(),
         });
     }
-    let kind = if message.image_message.is_set() {
-        "an image"
-    } else if message.video_message.is_set() {
-        "a video"
-    } else if message.audio_message.is_set() {
-        "a voice message or audio"
-    } else if message.document_message.is_set() {
-        "a file"
-    } else if message.sticker_message.is_set() {
-        "a sticker"
-    } else if message.location_message.is_set() {
+    if let Some(media) = crate::media::incoming(message) {
+        return part(MessageContent::Media(media));
+    }
+    let kind = if message.location_message.is_set() {
         "a location"
     } else if message.contact_message.is_set() {
         "a contact card"
@@ -410,6 +435,29 @@ pub(crate) fn login_state(event: &Event) -> Option<LoginState> {
         }
         _ => None,
     }
+}
+
+/// A group's subject, description and members (admins marked), asked of WhatsApp.
+pub(crate) async fn group_info(shared: &Shared, chat: &ChatRef) -> Result<ChatInfo, NetworkError> {
+    let jid = crate::handle_matrix::chat_jid(chat)?;
+    let client = shared.client()?;
+    let group = crate::handle_matrix::timed(client.groups().get_metadata(&jid)).await?;
+    let members = group
+        .participants
+        .iter()
+        .map(|member| ChatMember {
+            user: ids::user_id(member.phone_number.as_ref().unwrap_or(&member.jid)),
+            nickname: None,
+            is_admin: member.is_admin(),
+        })
+        .collect();
+    Ok(ChatInfo {
+        name: Some(group.subject).filter(|s| !s.is_empty()),
+        topic: group.description.filter(|d| !d.is_empty()),
+        is_direct: false,
+        members: Some(members),
+        ..ChatInfo::default()
+    })
 }
 
 /// What a push name says about its ghost.

@@ -296,6 +296,27 @@ fn answer_iq(inner: &Arc<Inner>, connection: u64, iq: &NodeRef<'_>) -> Vec<Node>
         }
         ("encrypt", "key") => vec![result(vec![inner.fetch_bundles(iq)])],
         ("usync", "usync") => vec![result(vec![inner.usync(iq)])],
+        ("w:m", "media_conn") => vec![result(vec![inner.media.media_conn()])],
+        ("w:g2", "query") => match inner.group_query(iq) {
+            Some(group) => vec![result(vec![group])],
+            None => vec![node(
+                "iq",
+                &[
+                    ("id", attr("id")),
+                    ("type", "error".to_owned()),
+                    ("from", attr("to")),
+                ],
+            )
+            .children([node(
+                "error",
+                &[
+                    ("code", "404".to_owned()),
+                    ("text", "item-not-found".to_owned()),
+                ],
+            )
+            .build()])
+            .build()],
+        },
         ("md", "link_code_companion_reg") => link_code(inner, connection, iq, result),
         ("md", "remove-companion-device") => {
             inner.device_unlinked_itself(connection);

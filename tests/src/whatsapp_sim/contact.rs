@@ -22,6 +22,8 @@ pub struct Received {
     pub id: String,
     /// The sending account (phone number).
     pub from: String,
+    /// The chat: the group's JID, or the other account's phone number in a DM.
+    pub chat: String,
     /// The message.
     pub message: wa::Message,
 }
@@ -31,6 +33,16 @@ impl Received {
     pub fn text(&self) -> Option<&str> {
         use whatsapp_rust::wacore::proto_helpers::MessageExt as _;
         self.message.text_content()
+    }
+
+    /// The accounts (JIDs) its text mentions.
+    pub fn mentions(&self) -> Vec<String> {
+        self.message
+            .extended_text_message
+            .as_option()
+            .and_then(|text| text.context_info.as_option())
+            .map(|context| context.mentioned_jid.clone())
+            .unwrap_or_default()
     }
 
     /// The message it quotes (replies to), if any.
@@ -71,6 +83,30 @@ impl Received {
     }
 }
 
+/// What [`Contact::send_media`] sends.
+#[derive(Debug, Clone, Copy)]
+pub enum SendMedia<'a> {
+    /// An image of this MIME type, with a caption.
+    Image {
+        /// The MIME type.
+        mime: &'a str,
+        /// The caption.
+        caption: &'a str,
+    },
+    /// A voice note (push to talk) of this length, Opus in Ogg.
+    Voice {
+        /// Its length.
+        seconds: u32,
+    },
+    /// A document.
+    Document {
+        /// The MIME type.
+        mime: &'a str,
+        /// The file name.
+        file_name: &'a str,
+    },
+}
+
 /// A receipt the contact received.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReceiptSeen {
@@ -99,6 +135,14 @@ pub struct Contact {
 /// The JID of account `phone`.
 pub fn user_jid(phone: &str) -> Jid {
     Jid::pn(phone)
+}
+
+/// The JID of a chat: a group's JID as it is, else account `to`'s.
+fn chat_jid(to: &str) -> anyhow::Result<Jid> {
+    if to.contains('@') {
+        return to.parse().map_err(|e| anyhow!("{to}: {e:?}"));
+    }
+    Ok(user_jid(to))
 }
 
 impl Contact {
@@ -149,16 +193,33 @@ impl Contact {
         })
     }
 
-    /// Sends `message` to account `to`; returns its ID.
+    /// Sends `message` to account `to` (or the group with JID `to`); returns its ID.
     pub async fn send(&self, to: &str, message: wa::Message) -> anyhow::Result<String> {
-        let sent = self.client.send_message(user_jid(to), message).await?;
+        let sent = self.client.send_message(chat_jid(to)?, message).await?;
         Ok(sent.message_id)
     }
 
-    /// Sends a text to account `to`; returns its ID.
+    /// Sends a text to account `to` (or the group with JID `to`); returns its ID.
     pub async fn send_text(&self, to: &str, text: &str) -> anyhow::Result<String> {
-        let sent = self.client.send_text(user_jid(to), text).await?;
+        let sent = self.client.send_text(chat_jid(to)?, text).await?;
         Ok(sent.message_id)
+    }
+
+    /// Sends a text that mentions the accounts `mentioned` (their `@<phone>` should be in
+    /// it) to account or group `to`; returns its ID.
+    pub async fn send_mentioning(
+        &self,
+        to: &str,
+        text: &str,
+        mentioned: &[&str],
+    ) -> anyhow::Result<String> {
+        use whatsapp_rust::wacore::proto_helpers::MessageBuilderExt as _;
+        let context = wa::ContextInfo {
+            mentioned_jid: mentioned.iter().map(|p| user_jid(p).to_string()).collect(),
+            ..Default::default()
+        };
+        self.send(to, wa::Message::text_with_context(text, context))
+            .await
     }
 
     /// Sends `text` to account `to` as a reply to message `quoted` of account `author`;
@@ -179,6 +240,78 @@ impl Contact {
         };
         self.send(to, wa::Message::text_with_context(text, context))
             .await
+    }
+
+    /// Uploads `data` as WhatsApp does (whatsapp-rust encrypts it with a new media key)
+    /// and sends it to account or group `to` as an image (`caption`), a voice note, or a
+    /// document named `file_name`, by `kind`; returns the message's ID.
+    pub async fn send_media(
+        &self,
+        to: &str,
+        kind: SendMedia<'_>,
+        data: &[u8],
+    ) -> anyhow::Result<String> {
+        use whatsapp_rust::download::MediaType;
+        use whatsapp_rust::media;
+        let media_type = match kind {
+            SendMedia::Image { .. } => MediaType::Image,
+            SendMedia::Voice { .. } => MediaType::Audio,
+            SendMedia::Document { .. } => MediaType::Document,
+        };
+        let uploaded = self
+            .client
+            .upload(
+                data.to_vec(),
+                media_type,
+                whatsapp_rust::UploadOptions::default(),
+            )
+            .await?;
+        let message = match kind {
+            SendMedia::Image { mime, caption } => media::image_message(
+                uploaded,
+                media::ImageOptions {
+                    caption: Some(caption.to_owned()),
+                    mimetype: Some(mime.to_owned()),
+                    ..Default::default()
+                },
+            ),
+            SendMedia::Voice { seconds } => media::audio_message(
+                uploaded,
+                media::AudioOptions {
+                    ptt: Some(true),
+                    duration_seconds: Some(seconds),
+                    ..Default::default()
+                },
+            ),
+            SendMedia::Document { mime, file_name } => media::document_message(
+                uploaded,
+                media::DocumentOptions {
+                    mimetype: Some(mime.to_owned()),
+                    file_name: Some(file_name.to_owned()),
+                    ..Default::default()
+                },
+            ),
+        };
+        self.send(to, message).await
+    }
+
+    /// Downloads and decrypts the attachment of a received message, as the WhatsApp app
+    /// would: whatsapp-rust checks its MAC and hashes against the message's keys.
+    pub async fn download(&self, received: &Received) -> anyhow::Result<Vec<u8>> {
+        let message = &received.message;
+        let file: &dyn whatsapp_rust::download::Downloadable =
+            if let Some(m) = message.image_message.as_option() {
+                m
+            } else if let Some(m) = message.audio_message.as_option() {
+                m
+            } else if let Some(m) = message.document_message.as_option() {
+                m
+            } else if let Some(m) = message.video_message.as_option() {
+                m
+            } else {
+                anyhow::bail!("message {} has no attachment", received.id)
+            };
+        self.client.download(file).await
     }
 
     /// Replaces the text of message `id` the contact sent to `to`.
@@ -283,6 +416,11 @@ fn record(seen: &Mutex<Seen>, event: &Event) {
                 seen.messages.push(Received {
                     id: inbound.info.id.clone(),
                     from: inbound.info.source.sender.user.to_string(),
+                    chat: if inbound.info.source.is_group {
+                        inbound.info.source.chat.to_non_ad().to_string()
+                    } else {
+                        inbound.info.source.chat.user.to_string()
+                    },
                     message: (*inbound.message).clone(),
                 });
             }

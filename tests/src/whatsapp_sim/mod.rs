@@ -24,9 +24,15 @@
 //! usync answers device lists, and `<message>` stanzas are routed device by device with
 //! acks, receipts, chat states and an offline queue. [`WhatsappSim::contact`] links a
 //! second real whatsapp-rust client ([`Contact`]) that tests drive as the other person.
+//! Groups ([`groups`]): [`WhatsappSim::create_group`] makes one, its metadata is answered
+//! (`w:g2`), and its messages (sender keys) are fanned out to the members' devices.
+//! Media ([`media`]): `media_conn` names the simulator's media host on 127.0.0.1, which
+//! takes uploads and serves downloads of encrypted files.
 
 mod conn;
 mod contact;
+mod groups;
+mod media;
 mod noise;
 mod phone;
 mod relay;
@@ -40,7 +46,8 @@ use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
 use whatsapp_rust::wacore_binary::builder::NodeBuilder;
 
-pub use contact::{Contact, ReceiptSeen, Received};
+pub use contact::{Contact, ReceiptSeen, Received, SendMedia};
+pub use media::Uploaded;
 pub use phone::{parse_qr, read_qr_png, Qr};
 pub use relay::Relayed;
 use state::Inner;
@@ -79,8 +86,9 @@ impl WhatsappSim {
             .await
             .context("bind")?;
         let port = listener.local_addr()?.port();
-        let inner = Arc::new(Inner::new());
         let stop = CancellationToken::new();
+        let media = media::MediaHost::start(stop.clone()).await?;
+        let inner = Arc::new(Inner::new(media));
         let (accepting, token) = (inner.clone(), stop.clone());
         tokio::spawn(async move {
             loop {
@@ -240,6 +248,24 @@ impl WhatsappSim {
     /// acknowledged by them).
     pub fn queued(&self, phone: &str) -> usize {
         self.inner.queued(phone)
+    }
+
+    /// Creates a group named `subject` with `description`, whose members are the accounts
+    /// `members` (phone, whether an admin); returns its JID (`…@g.us`).
+    pub fn create_group(
+        &self,
+        subject: &str,
+        description: &str,
+        members: &[(&str, bool)],
+    ) -> String {
+        self.inner
+            .create_group(subject, description, members)
+            .to_string()
+    }
+
+    /// Every file uploaded to the media host (encrypted, as it was uploaded).
+    pub fn media_uploads(&self) -> Vec<Uploaded> {
+        self.inner.media.uploads()
     }
 
     /// Every IQ clients sent, as `(xmlns, first child's tag)`.

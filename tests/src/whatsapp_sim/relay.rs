@@ -13,10 +13,11 @@ use std::collections::HashMap;
 
 use whatsapp_rust::buffa::Message as _;
 use whatsapp_rust::wacore_binary::builder::NodeBuilder;
-use whatsapp_rust::wacore_binary::{Jid, Node, NodeContent, NodeRef};
+use whatsapp_rust::wacore_binary::{Jid, JidExt as _, Node, NodeContent, NodeRef};
 use whatsapp_rust::waproto::whatsapp as wa;
 
 use super::conn::node;
+use super::groups::Group;
 use super::state::{now_secs, Inner, State};
 
 /// A device of an account: `phone:device`.
@@ -92,6 +93,8 @@ pub(super) struct Relay {
     corrupt: HashMap<String, usize>,
     /// Retry receipts seen: (the device that could not decrypt, the message ID).
     retries: Vec<(String, String)>,
+    /// Groups by ID (the user part of their JID).
+    pub(super) groups: HashMap<String, Group>,
 }
 
 fn attr(stanza: &NodeRef<'_>, name: &str) -> Option<String> {
@@ -305,7 +308,7 @@ impl Inner {
         let Some(to) = stanza.attrs().optional_jid("to") else {
             return Vec::new();
         };
-        let mut targets: Vec<(Address, Vec<Node>)> = Vec::new();
+        let mut addressed: Vec<(Address, Vec<Node>)> = Vec::new();
         if let Some(participants) = stanza.get_optional_child("participants") {
             for target in participants.get_children_by_tag("to") {
                 let Some(jid) = target.attrs().optional_jid("jid") else {
@@ -315,16 +318,47 @@ impl Inner {
                     .get_children_by_tag("enc")
                     .map(NodeRef::to_owned)
                     .collect();
-                targets.push((Address::from_jid(&jid), encs));
+                addressed.push((Address::from_jid(&jid), encs));
             }
         }
         let bare: Vec<Node> = stanza
             .get_children_by_tag("enc")
             .map(NodeRef::to_owned)
             .collect();
-        if !bare.is_empty() {
-            targets.push((Address::from_jid(&to), bare));
-        }
+        let group = to
+            .is_group()
+            .then(|| state.relay.groups.get(to.user.as_str()))
+            .flatten();
+        let is_group = group.is_some();
+        let targets: Vec<(Address, Vec<Node>)> = match group {
+            // A group message goes to every device of every member but the sender's: the
+            // sender-key message to all, with what was addressed to each device first.
+            Some(group) => group
+                .members
+                .iter()
+                .flat_map(|m| {
+                    reachable(&state, &m.phone)
+                        .into_iter()
+                        .map(|n| Address::new(&m.phone, n))
+                })
+                .filter(|device| *device != from)
+                .map(|device| {
+                    let mut encs: Vec<Node> = addressed
+                        .iter()
+                        .filter(|(a, _)| *a == device)
+                        .flat_map(|(_, e)| e.iter().cloned())
+                        .collect();
+                    encs.extend(bare.iter().cloned());
+                    (device, encs)
+                })
+                .collect(),
+            None => {
+                if !bare.is_empty() {
+                    addressed.push((Address::from_jid(&to), bare));
+                }
+                addressed
+            }
+        };
         let identity = stanza
             .get_optional_child("device-identity")
             .map(NodeRef::to_owned);
@@ -341,8 +375,16 @@ impl Inner {
                 *left -= 1;
                 encs.iter_mut().for_each(damage);
             }
-            let mut builder = NodeBuilder::new("message")
-                .attr("from", from.jid())
+            let mut builder = NodeBuilder::new("message");
+            builder = if is_group {
+                builder
+                    .attr("from", to.to_non_ad())
+                    .attr("participant", from.jid())
+                    .attr("addressing_mode", "pn")
+            } else {
+                builder.attr("from", from.jid())
+            };
+            let mut builder = builder
                 .attr("id", id.clone())
                 .attr(
                     "type",
@@ -355,7 +397,7 @@ impl Inner {
             if let Some(edit) = attr(stanza, "edit") {
                 builder = builder.attr("edit", edit);
             }
-            if target.phone == from.phone {
+            if target.phone == from.phone && !is_group {
                 // A copy for the sender's own other devices names the chat.
                 builder = builder.attr("recipient", to.to_non_ad());
             }
@@ -406,21 +448,39 @@ impl Inner {
         if attr(stanza, "type").as_deref() == Some("retry") {
             state.relay.retries.push((from.phone.clone(), id.clone()));
         }
-        let targets = if to.device != 0 {
-            vec![Address::from_jid(&to)]
-        } else {
-            let phone = to.user.to_string();
+        // A receipt in a group goes to the author of the messages (`participant`), from
+        // the group, naming the reader as its participant.
+        let author = to
+            .is_group()
+            .then(|| stanza.attrs().optional_jid("participant"))
+            .flatten();
+        let every_device = |jid: &Jid| -> Vec<Address> {
+            let phone = jid.user.to_string();
             state
                 .linked_numbers(&phone)
                 .into_iter()
                 .map(|n| Address::new(&phone, n))
                 .collect()
         };
-        let mut builder = NodeBuilder::new("receipt")
-            .attr("from", from.jid())
-            .attr("id", id.clone())
-            .attr("t", now_secs());
-        for name in ["type", "participant", "recipient"] {
+        let targets = match &author {
+            Some(author) => every_device(author),
+            None if to.device != 0 => vec![Address::from_jid(&to)],
+            None => every_device(&to),
+        };
+        let mut builder = NodeBuilder::new("receipt");
+        builder = match &author {
+            Some(_) => builder
+                .attr("from", to.to_non_ad())
+                .attr("participant", from.jid()),
+            None => builder.attr("from", from.jid()),
+        };
+        let mut builder = builder.attr("id", id.clone()).attr("t", now_secs());
+        let copied: &[&str] = if author.is_some() {
+            &["type", "recipient"]
+        } else {
+            &["type", "participant", "recipient"]
+        };
+        for &name in copied {
             if let Some(value) = attr(stanza, name) {
                 builder = builder.attr(name, value);
             }

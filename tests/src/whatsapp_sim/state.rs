@@ -151,6 +151,8 @@ impl State {
 /// Shared by the simulator handle and its connections.
 pub(crate) struct Inner {
     keys: ServerKeys,
+    /// The media host `media_conn` names.
+    pub(crate) media: super::media::MediaHost,
     state: Mutex<State>,
     next_id: AtomicU64,
 }
@@ -241,9 +243,10 @@ fn offer(state: &mut State, index: usize, qr: &Qr, phone: &str) -> anyhow::Resul
 }
 
 impl Inner {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(media: super::media::MediaHost) -> Self {
         Self {
             keys: ServerKeys::generate(),
+            media,
             state: Mutex::default(),
             next_id: AtomicU64::new(1),
         }

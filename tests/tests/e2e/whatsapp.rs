@@ -409,5 +409,7 @@ async fn whatsapp_cli(dir: &std::path::Path, args: &[&str]) -> anyhow::Result<()
     Ok(())
 }
 
+mod groups;
+mod media;
 mod messages;
 mod synapse;

@@ -3,9 +3,11 @@
 //! A DM room is created by the other person's ghost with the user invited as a direct
 //! chat (so clients list it under people, named after the ghost) and the bot invited and
 //! given admin; a group room is created by the bot with the members' ghosts invited and
-//! joined. Both carry `m.bridge` / `uk.half-shot.bridge` state and belong to the login's
+//! joined (the chat's admins as moderators). Both carry `m.bridge` / `uk.half-shot.bridge` state and belong to the login's
 //! space, or, when the chat info names a `parent` (a Discord server), to that parent's space
 //! (created on demand, named after the parent, itself inside the login's space). Right after creation the room is backfilled ([`super::backfill`]).
+
+use std::collections::BTreeMap;
 
 use ruma::{
     events::AnyInitialStateEvent, room::RoomType, serde::Raw, Int, OwnedRoomId, OwnedUserId, RoomId,
@@ -165,12 +167,20 @@ impl Actor {
             invite.push(self.bridge.bot().to_owned());
         }
         invite.extend(ghosts.iter().map(|g| g.user_id().to_owned()).filter(|g| g != creator.user_id()));
+        // The chat's admins are moderators of the room (the bot stays its only admin).
+        let mut power_level_overrides: BTreeMap<OwnedUserId, Int> = [(self.bridge.bot().to_owned(), Int::from(100))].into_iter().collect();
+        for admin in info.members.iter().flatten().filter(|m| m.is_admin) {
+            let user = if admin.user == me { Some(live.user.clone()) } else { self.bridge.ghosts.user_id(admin.user.as_str()) };
+            if let Some(user) = user {
+                power_level_overrides.entry(user).or_insert_with(|| Int::from(50));
+            }
+        }
         let options = CreateRoomOptions {
             name: name.clone(),
             topic: info.topic.clone(),
             is_direct: dm_other.is_some(),
             invite,
-            power_level_overrides: [(self.bridge.bot().to_owned(), Int::from(100))].into_iter().collect(),
+            power_level_overrides,
             initial_state: state,
             ..CreateRoomOptions::default()
         };

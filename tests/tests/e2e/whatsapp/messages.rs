@@ -8,32 +8,23 @@
 //! bridged); `start-chat +number` opens a DM with someone who never wrote.
 
 use bridge_tests::whatsapp_sim::{Contact, WhatsappSim};
-use bridge_tests::{random_localpart, wait_until, TestUser};
+use bridge_tests::{wait_until, TestUser};
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use super::synapse::{command_answer, link, WhatsappBridge, BOT};
+use super::synapse::{command_answer, linked_user, run_scenario, WhatsappBridge};
 use super::{random_phone, WAIT};
-use crate::env::{body, tail};
+use crate::env::body;
 use crate::messages::{event_id, wait_ephemeral, Syncer};
 
 #[tokio::test]
 async fn whatsapp_messages_flow_both_ways_with_formatting_replies_edits_reactions_deletions_receipts_typing_retries_and_a_restart(
 ) -> anyhow::Result<()> {
-    let sim = WhatsappSim::start().await?;
-    let mut bridge = WhatsappBridge::start(&sim).await?;
-    let result = scenario(&sim, &mut bridge).await;
-    if result.is_err() {
-        let log = bridge.log();
-        let log: Vec<&str> = log.lines().filter(|l| !l.contains("\"ping\"")).collect();
-        eprintln!("bridge log:\n{}", tail(&log.join("\n"), 200));
-        eprintln!("relayed: {:?}\niqs: {:?}", sim.relayed(), sim.iqs());
-    }
-    result
+    run_scenario(scenario).await
 }
 
 /// Waits until the contact received a message that `want` accepts.
-async fn received<T>(
+pub(super) async fn received<T>(
     contact: &Contact,
     what: &str,
     want: impl Fn(&bridge_tests::whatsapp_sim::Received) -> Option<T>,
@@ -62,20 +53,7 @@ fn redacted(event: &Value) -> bool {
 async fn scenario(sim: &WhatsappSim, bridge: &mut WhatsappBridge) -> anyhow::Result<()> {
     let alice = random_phone();
     let bob = random_phone();
-    let user = bridge
-        .synapse
-        .register_user(&random_localpart("alice"), false)
-        .await?;
-    let management = user.create_dm(BOT).await?;
-    user.wait_for_membership(&management, BOT, "join", WAIT)
-        .await?;
-    link(sim, &user, &management, &alice).await?;
-    wait_until(
-        WAIT,
-        "the bridge's device to publish its keys",
-        async || Ok((sim.devices_with_keys(&alice) == [1]).then_some(())),
-    )
-    .await?;
+    let (user, management) = linked_user(sim, bridge, &alice).await?;
     let contact = sim.contact(&bob, "Bob Example", WAIT).await?;
 
     // Bob writes first: a DM portal, his ghost named by his push name, formatting as HTML.

@@ -164,6 +164,54 @@ pub(super) async fn command_answer(
     .await
 }
 
+/// Runs `scenario` against a new simulator and bridge process (with its Synapse); when it
+/// fails, prints what explains it.
+pub(super) async fn run_scenario(
+    scenario: impl AsyncFnOnce(&WhatsappSim, &mut WhatsappBridge) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let sim = WhatsappSim::start().await?;
+    let mut bridge = WhatsappBridge::start(&sim).await?;
+    let result = scenario(&sim, &mut bridge).await;
+    if result.is_err() {
+        print_failure(&sim, &bridge);
+    }
+    result
+}
+
+/// Prints what explains a failed scenario: the bridge's log (without the pings) and what
+/// the simulator relayed and was asked.
+fn print_failure(sim: &WhatsappSim, bridge: &WhatsappBridge) {
+    let log = bridge.log();
+    let log: Vec<&str> = log.lines().filter(|l| !l.contains("\"ping\"")).collect();
+    eprintln!("bridge log:\n{}", tail(&log.join("\n"), 200));
+    eprintln!("relayed: {:?}\niqs: {:?}", sim.relayed(), sim.iqs());
+}
+
+/// A new Matrix user, linked as account `phone` from their management room with the bot,
+/// once the bridge's device published its keys (so contacts can write to it); returns the
+/// user and the management room.
+pub(super) async fn linked_user(
+    sim: &WhatsappSim,
+    bridge: &WhatsappBridge,
+    phone: &str,
+) -> anyhow::Result<(TestUser, String)> {
+    let user = bridge
+        .synapse
+        .register_user(&random_localpart("alice"), false)
+        .await?;
+    let management = user.create_dm(BOT).await?;
+    user.wait_for_membership(&management, BOT, "join", WAIT)
+        .await?;
+    link(sim, &user, &management, phone).await?;
+    wait_until(
+        WAIT,
+        "the bridge's device to publish its keys",
+        async || Ok((sim.devices_with_keys(phone) == [1]).then_some(())),
+    )
+    .await?;
+    Ok((user, management))
+}
+
 /// Logs `user` in from the management room `room` with a QR code the phone of account
 /// `phone` scans, and waits until the login is connected.
 pub(super) async fn link(
