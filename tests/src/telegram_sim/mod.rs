@@ -328,16 +328,16 @@ impl TelegramSim {
 
     /// The messages of `account`'s private chat with `peer`, oldest first.
     pub fn messages(&self, account: i64, peer: i64) -> Vec<SimMessage> {
+        self.mailbox(account, |m| m.peer == peer && m.chat.is_none())
+    }
+
+    /// The messages in `account`'s box that `wanted` picks, oldest first.
+    fn mailbox(&self, account: i64, wanted: impl Fn(&state::Stored) -> bool) -> Vec<SimMessage> {
         let data = self.inner.lock();
-        let Some(mailbox) = data.boxes.get(&account) else {
-            return Vec::new();
-        };
-        mailbox
-            .messages
-            .iter()
-            .filter(|m| m.peer == peer && m.chat.is_none())
-            .map(sim_message)
-            .collect()
+        data.boxes
+            .get(&account)
+            .map(|mailbox| mailbox.messages.iter().filter(|m| wanted(m)).map(sim_message).collect())
+            .unwrap_or_default()
     }
 
     /// Adds a basic group made by `creator` with `members`; returns its ID (no update is
@@ -402,16 +402,7 @@ impl TelegramSim {
 
     /// The messages of basic group `group` as `account` sees them, oldest first.
     pub fn group_messages(&self, account: i64, group: i64) -> Vec<SimMessage> {
-        let data = self.inner.lock();
-        let Some(mailbox) = data.boxes.get(&account) else {
-            return Vec::new();
-        };
-        mailbox
-            .messages
-            .iter()
-            .filter(|m| m.chat == Some(state::ChatPeer::Group(group)))
-            .map(sim_message)
-            .collect()
+        self.mailbox(account, |m| m.chat == Some(state::ChatPeer::Group(group)))
     }
 
     /// The messages of channel or supergroup `channel`, oldest first (`out`: sent by

@@ -213,15 +213,8 @@ fn method(data: &mut Data, key: &[u8; 256], id: u32, cursor: &mut tl::Cursor) ->
                 Some([]) | None => None,
                 Some(_) => return Err(bad("REACTION_INVALID")),
             };
-            let mut answer = None;
-            for (owner, updates) in data.react_shared(shared, me, emoji.as_deref()) {
-                if owner == me {
-                    answer = Some(updates);
-                } else {
-                    data.push(owner, &updates);
-                }
-            }
-            answer
+            let all = data.react_shared(shared, me, emoji.as_deref());
+            data.push_all_but(me, all)
                 .map(|u| u.to_bytes())
                 .ok_or_else(|| bad("MESSAGE_ID_INVALID"))
         }
@@ -391,17 +384,8 @@ fn edit_message(
         .shared_of(me, request.id)
         .ok_or_else(|| bad("MESSAGE_ID_INVALID"))?;
     let text = request.message.clone().unwrap_or_default();
-    let mut answer = None;
-    for (owner, updates) in
-        data.edit_shared(shared, &text, request.entities.clone().unwrap_or_default())
-    {
-        if owner == me {
-            answer = Some(updates);
-        } else {
-            data.push(owner, &updates);
-        }
-    }
-    answer
+    let all = data.edit_shared(shared, &text, request.entities.clone().unwrap_or_default());
+    data.push_all_but(me, all)
         .map(|u| u.to_bytes())
         .ok_or_else(|| bad("MESSAGE_ID_INVALID"))
 }

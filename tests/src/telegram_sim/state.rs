@@ -526,6 +526,20 @@ impl Data {
         }
     }
 
+    /// Pushes each owner's updates to them, except `me`'s, which are returned (the answer to
+    /// `me`'s request); `None` if `me` had none.
+    pub fn push_all_but(&self, me: i64, all: Vec<(i64, tl::enums::Updates)>) -> Option<tl::enums::Updates> {
+        let mut answer = None;
+        for (owner, updates) in all {
+            if owner == me {
+                answer = Some(updates);
+            } else {
+                self.push(owner, &updates);
+            }
+        }
+        answer
+    }
+
     /// The `updates` that tell `owner` about a new message in their box.
     pub fn new_message_updates(&self, owner: i64, message: &Stored) -> tl::enums::Updates {
         let users = [message.peer, owner]
